@@ -1,0 +1,46 @@
+"""Shared CLI plumbing: the one-line error decorator, consoles and common options."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from metabench.errors import MetabenchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = typer.Option(None, "--db", help="SQLite database file (default: METABENCH_DB or the user data dir).")
+JsonOption = typer.Option(False, "--json", help="Print stable, machine-readable JSON instead of tables.")
+
+
+def one_line_errors(func: F) -> F:
+    """Turn a MetabenchError into `error: ...` on stderr and exit code 1, with no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MetabenchError as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error and exit non-zero."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def print_json(data: Any) -> None:
+    """Write JSON to stdout, sorted and indented, so scripts and diffs see a stable shape."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

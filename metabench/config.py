@@ -1,0 +1,95 @@
+"""Frozen run configuration: EpisodeSpec, RunSpec, the preset names and the spec hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PRESETS = ("smoke", "quick", "paper")
+PROTOCOLS = ("vinyals", "lake")
+DEVICES = ("auto", "cpu", "cuda")
+MAX_SAMPLES_PER_CLASS = 20  # Omniglot has 20 drawings of every character
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """An N-way K-shot task with Q queries per class."""
+
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+
+    def validate(self, available_classes: int | None = None) -> None:
+        """Raise ValueError naming the impossible part of this episode shape."""
+        for name in ("ways", "shots", "queries"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+        if self.ways < 2:
+            raise ValueError(f"--ways must be at least 2 for a classification task, got {self.ways}")
+        if self.shots + self.queries > MAX_SAMPLES_PER_CLASS:
+            raise ValueError(
+                f"shots + queries = {self.shots + self.queries} but Omniglot has only "
+                f"{MAX_SAMPLES_PER_CLASS} drawings per character; lower --shots or --queries"
+            )
+        if available_classes is not None and self.ways > available_classes:
+            raise ValueError(
+                f"--ways {self.ways} exceeds the {available_classes} classes of this split; lower --ways"
+            )
+
+    @property
+    def label(self) -> str:
+        """Short human name, e.g. '5w1s'."""
+        return f"{self.ways}w{self.shots}s"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a run's result: method, data protocol, episode shape, budget, seed.
+
+    `meta_steps` and `eval_episodes` of None mean "the preset's value"; `overrides` are the
+    method's own config keys given with --set key=value, kept as strings until the method parses
+    them against its typed config.
+    """
+
+    method: str
+    protocol: str = "vinyals"
+    episode: EpisodeSpec = field(default_factory=EpisodeSpec)
+    preset: str = "quick"
+    meta_steps: int | None = None
+    eval_episodes: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["overrides"] = dict(self.overrides)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        data = dict(data)
+        data["episode"] = EpisodeSpec(**data["episode"])
+        data["overrides"] = tuple(sorted(dict(data.get("overrides") or {}).items()))
+        return cls(**data)
+
+    def spec_hash(self) -> str:
+        """A stable 12-hex digest of everything that changes the result (the device does not)."""
+        data = self.to_dict()
+        data.pop("device")
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Turn ['lr=0.001', 'inner_steps=3'] into sorted pairs; ValueError on a malformed item."""
+    parsed: dict[str, str] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        parsed[key.strip()] = value.strip()
+    return tuple(sorted(parsed.items()))

@@ -1,0 +1,79 @@
+"""Open the SQLite database (foreign keys, WAL, busy timeout) and apply versioned migrations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import sqlite_utils
+
+from metabench import paths
+from metabench.errors import MetabenchError
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def open_database(path: str | os.PathLike[str] | None = None) -> sqlite_utils.Database:
+    """Open (creating if needed) the database at `path` or the default location."""
+    db_path = paths.database_path(path)
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MetabenchError(f"cannot create {db_path.parent}: {exc.strerror}; pass --db PATH to a writable place") from exc
+    try:
+        # check_same_thread=False: the TUI reads from worker threads, one connection per worker.
+        conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise MetabenchError(
+            f"{db_path} is not a metabench database ({exc}); pass --db PATH or move the file away"
+        ) from exc
+    if mode is None:
+        raise MetabenchError(f"{db_path} could not be opened; pass --db PATH to another file")
+    db = sqlite_utils.Database(conn)
+    _ensure_migrations_table(db, db_path)
+    return db
+
+
+def _ensure_migrations_table(db: sqlite_utils.Database, db_path: Path) -> None:
+    try:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations ("
+            " namespace TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (namespace, version))"
+        )
+    except sqlite3.OperationalError as exc:
+        raise MetabenchError(
+            f"cannot write to {db_path} ({exc}); check its permissions or pass --db PATH"
+        ) from exc
+
+
+def migrate(db: sqlite_utils.Database, namespace: str, migrations: Sequence[Migration]) -> int:
+    """Apply the migrations of `namespace` not yet applied, each in its own transaction.
+
+    Each feature (catalog, runs) keeps its own numbered list; a migration is never edited once
+    released, only appended, so every database converges on the same schema.
+    """
+    applied = {
+        row[0] for row in db.execute("SELECT version FROM _migrations WHERE namespace = ?", [namespace])
+    }
+    count = 0
+    for version, migration in enumerate(migrations, start=1):
+        if version in applied:
+            continue
+        with db.conn:
+            migration(db)
+            db.execute("INSERT INTO _migrations (namespace, version) VALUES (?, ?)", [namespace, version])
+        count += 1
+    return count
+
+
+def schema_version(db: sqlite_utils.Database, namespace: str) -> int:
+    """The highest migration applied for `namespace` (0 when none)."""
+    row = db.execute("SELECT MAX(version) FROM _migrations WHERE namespace = ?", [namespace]).fetchone()
+    return row[0] or 0

@@ -1,0 +1,1 @@
+"""metabench.models."""
