@@ -81,11 +81,16 @@ class Method(abc.ABC):
         """Restore what state_dict() returned."""
 
     @classmethod
-    def make_config(cls, preset: str, overrides: dict[str, str]) -> Any:
+    def paper_config(cls, episode: EpisodeSpec) -> dict[str, Any]:
+        """Paper values that depend on the episode shape (e.g. MAML's 20-way settings); none by default."""
+        return {}
+
+    @classmethod
+    def make_config(cls, preset: str, overrides: dict[str, str], episode: EpisodeSpec) -> Any:
         """The paper's config, with the preset's changes and then the user's --set overrides applied."""
         if preset not in cls.presets:
             raise ValueError(f"method {cls.name!r} has no preset {preset!r}; choose one of {sorted(cls.presets)}")
-        values = dict(cls.presets[preset].config)
+        values = {**cls.paper_config(episode), **cls.presets[preset].config}
         fields = {f.name: f for f in dataclasses.fields(cls.config_class)}
         for key, raw in overrides.items():
             if key not in fields:
