@@ -66,9 +66,17 @@ def migrate(db: sqlite_utils.Database, namespace: str, migrations: Sequence[Migr
     for version, migration in enumerate(migrations, start=1):
         if version in applied:
             continue
-        with db.conn:
+        # An explicit BEGIN: Python's sqlite3 would otherwise autocommit each CREATE/ALTER, and a
+        # migration that fails half-way must leave no table behind. Migrations therefore use plain
+        # SQL (db.execute), not sqlite-utils helpers that commit on their own.
+        db.conn.execute("BEGIN")
+        try:
             migration(db)
             db.execute("INSERT INTO _migrations (namespace, version) VALUES (?, ?)", [namespace, version])
+        except BaseException:
+            db.conn.rollback()
+            raise
+        db.conn.commit()
         count += 1
     return count
 
