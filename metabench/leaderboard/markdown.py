@@ -1,0 +1,101 @@
+"""Render leaderboards as one markdown document (results/LEADERBOARD.md); deterministic for diffs."""
+
+from __future__ import annotations
+
+from metabench.leaderboard.ranking import Leaderboard, LeaderboardRow
+
+INTRO = """\
+Omniglot few-shot classification, produced by `metabench export`. Accuracy is the mean query
+accuracy over the fixed test episodes of the setting, +- the 95% confidence interval
+(1.96 x std / sqrt(episodes)). Each board ranks only runs tested on the same episodes (same protocol,
+ways, shots, queries, number of test episodes and evaluation seed); runs of other protocols or
+episode sets are on boards of their own. "vs above" is a paired t-test over those episodes against
+the run ranked just above (significant when p < 0.05). A dagger (†) marks transductive evaluation
+(BatchNorm with test-batch statistics), which inflates accuracy. Published numbers are the papers'
+own, under protocols that differ from paper to paper: read the notes under each board.
+"""
+
+
+def render_markdown(boards: list[Leaderboard]) -> str:
+    """The whole document: a title, how to read it, then one section per setting."""
+    parts = ["# metabench leaderboard\n\n", INTRO]
+    if not boards:
+        parts.append("\nNo finished runs yet: run `metabench run METHOD` and export again.\n")
+    for board in boards:
+        parts.append("\n" + _section(board))
+    return "".join(parts)
+
+
+def _section(board: Leaderboard) -> str:
+    lines = [
+        f"## {board.setting.title}",
+        "",
+        "| # | method | family | accuracy % | published % | diff | vs above | budget | device "
+        "| train time | run |",
+        "|--:|---|---|---|---|--:|---|---|---|--:|---|",
+    ]
+    notes: list[str] = []
+    for row in board.rows:
+        published = "-"
+        if row.published is not None:
+            note_number = len(notes) + 1
+            notes.append(
+                f"{note_number}. {row.method}: {row.published_paper}"
+                + (f"; {row.published_note}" if row.published_note else "")
+            )
+            published = _published(row) + f" [{note_number}]"
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(row.rank),
+                    row.method + (" †" if row.transductive else ""),
+                    row.family,
+                    _accuracy(row.accuracy, row.ci95),
+                    published,
+                    "-" if row.difference is None else f"{row.difference:+.2f}",
+                    _versus(row),
+                    f"{row.preset}, {row.meta_steps} steps, seed {row.seed}",
+                    row.device,
+                    format_duration(row.train_time_s),
+                    f"`{row.run_id}`",
+                ]
+            )
+            + " |"
+        )
+    if notes:
+        lines += ["", "Published numbers:", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy(value: float, ci: float | None) -> str:
+    return f"{value:.2f}" if ci is None else f"{value:.2f} +- {ci:.2f}"
+
+
+def _published(row: LeaderboardRow) -> str:
+    text = _paper_number(row.published)
+    return text if row.published_ci is None else f"{text} +- {_paper_number(row.published_ci)}"
+
+
+def _paper_number(value: float) -> str:
+    """As the papers print them: at least one decimal (96.0, not 96), at most two."""
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:.2f}"
+
+
+def _versus(row: LeaderboardRow) -> str:
+    if row.p_value_vs_above is None:
+        return "-"
+    verdict = "significant" if row.significant_vs_above else "not significant"
+    p = row.p_value_vs_above
+    return f"{verdict} (p < 0.001)" if p < 0.001 else f"{verdict} (p = {p:.3f})"
+
+
+def format_duration(seconds: float) -> str:
+    """'42.0s', '3m 12s', '1h 05m': compact and unambiguous."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"

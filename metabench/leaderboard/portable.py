@@ -1,0 +1,76 @@
+"""Run records as files: atomic writes of <results>/runs/<run_id>.json and ingest of such files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from metabench.leaderboard.records import RunRecord
+from metabench.leaderboard.store import save_record
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What `ingest_directory` did: the run ids upserted and one warning per skipped file."""
+
+    loaded: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so that readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def record_path(results_dir: Path, run_id: str) -> Path:
+    return results_dir / "runs" / f"{run_id}.json"
+
+
+def write_record_file(record: RunRecord, results_dir: Path) -> Path:
+    """Write the record as indented, key-sorted JSON (stable diffs when committed) and return its path."""
+    path = record_path(results_dir, record.run_id)
+    atomic_write_text(path, json.dumps(record.to_dict(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_record_file(path: Path) -> RunRecord:
+    """Parse one record file; ValueError with a one-line reason when it is not a valid record."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg} at line {exc.lineno})") from None
+    return RunRecord.from_dict(data)
+
+
+def ingest_directory(db: sqlite_utils.Database, directory: Path) -> IngestResult:
+    """Upsert every valid *.json record under `directory` (recursively); skip the others with a warning."""
+    if not directory.is_dir():
+        raise ValueError(f"{directory} is not a directory; pass the folder that holds the run records")
+    loaded: list[str] = []
+    warnings: list[str] = []
+    for path in sorted(directory.rglob("*.json")):
+        try:
+            record = read_record_file(path)
+        except ValueError as exc:
+            warnings.append(f"skipping {path}: {exc}")
+            continue
+        save_record(db, record)
+        loaded.append(record.run_id)
+    return IngestResult(tuple(loaded), tuple(warnings))

@@ -1,0 +1,183 @@
+"""Rank finished runs per setting, beside the published numbers, with paired tests between neighbours."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlite_utils
+
+from metabench.config import PRESETS
+from metabench.leaderboard.published import PublishedResult, find_published, load_published
+from metabench.leaderboard.records import RunSummary
+from metabench.leaderboard.stats import SIGNIFICANCE_LEVEL, paired_t_test
+from metabench.leaderboard.store import episode_accuracies, finished_summaries
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What makes test results comparable: the same protocol, episode shape and fixed test episodes."""
+
+    protocol: str
+    ways: int
+    shots: int
+    queries: int
+    eval_episodes: int
+    eval_seed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.ways}w{self.shots}s"
+
+    @property
+    def title(self) -> str:
+        return (
+            f"Omniglot {self.protocol}, {self.ways}-way {self.shots}-shot "
+            f"({self.queries} queries per class, {self.eval_episodes} test episodes, "
+            f"eval seed {self.eval_seed})"
+        )
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    """One ranked run. Accuracies, intervals and differences are in percent, as papers print them."""
+
+    rank: int
+    method: str
+    family: str
+    accuracy: float
+    ci95: float | None
+    episodes: int
+    published: float | None
+    published_ci: float | None
+    published_paper: str | None
+    published_note: str | None
+    difference: float | None  # accuracy - published
+    p_value_vs_above: float | None  # paired t-test against the row ranked just above
+    significant_vs_above: bool | None  # None: top row, or no per-episode results to pair
+    preset: str
+    meta_steps: int
+    seed: int
+    device: str
+    train_time_s: float
+    transductive: bool
+    run_id: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """The ranked runs of one setting; runs of different settings are never ranked together."""
+
+    setting: Setting
+    rows: tuple[LeaderboardRow, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "setting": {**asdict(self.setting), "label": self.setting.label, "title": self.setting.title},
+            "rows": [asdict(row) for row in self.rows],
+        }
+
+
+def build_leaderboards(
+    db: sqlite_utils.Database,
+    protocol: str | None = None,
+    ways: int | None = None,
+    shots: int | None = None,
+    all_runs: bool = False,
+    published: tuple[PublishedResult, ...] | None = None,
+) -> list[Leaderboard]:
+    """One board per setting among the finished runs that match the filters, best accuracy first.
+
+    By default each method shows one run per setting: the one with the largest training budget
+    (so a later smoke test does not replace a real result), the latest among equals. `all_runs`
+    shows every finished run.
+    """
+    published = load_published() if published is None else published
+    groups: dict[Setting, list[tuple[RunSummary, str]]] = defaultdict(list)
+    for summary, eval_seed, _device_type, digest in finished_summaries(db, protocol, ways, shots):
+        setting = Setting(
+            summary.protocol, summary.ways, summary.shots, summary.queries, summary.eval_episodes, eval_seed
+        )
+        groups[setting].append((summary, digest))
+    boards = []
+    for setting in sorted(groups, key=_setting_order):
+        entries = groups[setting] if all_runs else _representatives(groups[setting])
+        entries.sort(key=lambda entry: (-(entry[0].accuracy or 0.0), entry[0].run_id))
+        boards.append(Leaderboard(setting, tuple(_rows(db, setting, entries, published))))
+    return boards
+
+
+def _setting_order(setting: Setting) -> tuple[Any, ...]:
+    return (
+        setting.protocol,
+        setting.ways,
+        setting.shots,
+        setting.queries,
+        setting.eval_episodes,
+        setting.eval_seed,
+    )
+
+
+def _representatives(entries: list[tuple[RunSummary, str]]) -> list[tuple[RunSummary, str]]:
+    def budget(entry: tuple[RunSummary, str]) -> tuple[Any, ...]:
+        run = entry[0]
+        preset_rank = PRESETS.index(run.preset) if run.preset in PRESETS else -1
+        return (run.meta_steps, preset_rank, run.finished_at or run.created_at, run.run_id)
+
+    best: dict[str, tuple[RunSummary, str]] = {}
+    for entry in entries:
+        method = entry[0].method
+        if method not in best or budget(entry) > budget(best[method]):
+            best[method] = entry
+    return list(best.values())
+
+
+def _rows(
+    db: sqlite_utils.Database,
+    setting: Setting,
+    entries: list[tuple[RunSummary, str]],
+    published: tuple[PublishedResult, ...],
+) -> list[LeaderboardRow]:
+    rows = []
+    above: tuple[tuple[float, ...], str] | None = None
+    for rank, (run, digest) in enumerate(entries, start=1):
+        accuracies = episode_accuracies(db, run.run_id)
+        p_value = None
+        if above is not None and _pairable(above, (accuracies, digest), setting.eval_episodes):
+            p_value = paired_t_test(above[0], accuracies).p_value
+        above = (accuracies, digest)
+        paper = find_published(published, run.method, run.protocol, run.ways, run.shots, run.transductive)
+        accuracy = 100.0 * (run.accuracy or 0.0)
+        rows.append(
+            LeaderboardRow(
+                rank=rank,
+                method=run.method,
+                family=run.family,
+                accuracy=accuracy,
+                ci95=None if run.ci95 is None else 100.0 * run.ci95,
+                episodes=run.eval_episodes,
+                published=paper.accuracy if paper else None,
+                published_ci=paper.ci95 if paper else None,
+                published_paper=f"{paper.paper}, {paper.table}" if paper else None,
+                published_note=(paper.note or None) if paper else None,
+                difference=accuracy - paper.accuracy if paper else None,
+                p_value_vs_above=p_value,
+                significant_vs_above=None if p_value is None else p_value < SIGNIFICANCE_LEVEL,
+                preset=run.preset,
+                meta_steps=run.meta_steps,
+                seed=run.seed,
+                device=run.device_name,
+                train_time_s=run.train_time_s,
+                transductive=run.transductive,
+                run_id=run.run_id,
+                finished_at=run.finished_at,
+            )
+        )
+    return rows
+
+
+def _pairable(a: tuple[tuple[float, ...], str], b: tuple[tuple[float, ...], str], episodes: int) -> bool:
+    """Episode i of both runs is the same task only with complete results on the same data."""
+    return len(a[0]) == len(b[0]) == episodes >= 2 and a[1] == b[1]
