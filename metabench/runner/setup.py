@@ -1,0 +1,106 @@
+"""Check a RunSpec, load its data and build its method: everything that can fail before a run row exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from metabench.config import PRESETS, PROTOCOLS, RunSpec
+from metabench.data import load_protocol
+from metabench.errors import MetabenchError
+from metabench.methods.base import Method
+from metabench.methods.registry import get_method
+from metabench.runner.environment import resolve_device
+
+VALIDATION_EPISODES = 100  # at most; fewer when the test set itself is smaller
+CHECKPOINTS_PER_RUN = 10  # when the preset does not say how often to validate
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run ready to start: the resolved spec, its data on the device and a freshly seeded method."""
+
+    spec: RunSpec  # meta_steps and eval_episodes resolved from the preset
+    method_class: type[Method]
+    method: Method
+    data: Any  # metabench.data.ProtocolData
+    device: torch.device
+    validate_every: int
+    validation_episodes: int
+
+
+def resolve_spec(spec: RunSpec) -> tuple[RunSpec, type[Method], int]:
+    """Check every field that needs no data; return the spec with its budget filled in.
+
+    Raises MetabenchError with a one-line message naming the bad value and the fix.
+    """
+    try:
+        method_class = get_method(spec.method)
+    except ValueError as exc:
+        raise MetabenchError(f"{exc}; see `metabench methods`") from None
+    if spec.protocol not in PROTOCOLS:
+        raise MetabenchError(f"unknown protocol {spec.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if spec.preset not in PRESETS or spec.preset not in method_class.presets:
+        choices = [p for p in PRESETS if p in method_class.presets]
+        raise MetabenchError(
+            f"unknown preset {spec.preset!r} for {spec.method}; choose one of {', '.join(choices)}"
+        )
+    try:
+        spec.episode.validate()
+    except ValueError as exc:
+        raise MetabenchError(str(exc)) from None
+    preset = method_class.presets[spec.preset]
+    meta_steps = preset.meta_steps if spec.meta_steps is None else spec.meta_steps
+    eval_episodes = preset.eval_episodes if spec.eval_episodes is None else spec.eval_episodes
+    _check_count("--meta-steps", meta_steps, minimum=0)
+    _check_count("--eval-episodes", eval_episodes, minimum=1)
+    _check_count("--seed", spec.seed, minimum=0)
+    if not method_class.needs_training:
+        meta_steps = 0  # nothing to train: the budget is the evaluation alone
+    resolved = replace(spec, meta_steps=meta_steps, eval_episodes=eval_episodes)
+    validate_every = preset.validate_every or max(1, meta_steps // CHECKPOINTS_PER_RUN)
+    return resolved, method_class, validate_every
+
+
+def prepare(spec: RunSpec, data_dir: str | None = None) -> Prepared:
+    """Resolve and check the spec, load the data onto the device, construct the seeded method."""
+    spec, method_class, validate_every = resolve_spec(spec)
+    try:
+        config = method_class.make_config(spec.preset, dict(spec.overrides), spec.episode)
+    except (ValueError, TypeError) as exc:
+        raise MetabenchError(str(exc)) from None
+    device = resolve_device(spec.device)
+    data = load_protocol(spec.protocol, device, data_dir=data_dir)
+    available = min(data.train.num_classes, data.val.num_classes, data.test.num_classes)
+    try:
+        spec.episode.validate(available_classes=available)
+    except ValueError as exc:
+        raise MetabenchError(f"{exc} (protocol {spec.protocol})") from None
+    overlap = set(data.train_class_ids) & set(data.test_class_ids)
+    if overlap:
+        raise MetabenchError(
+            f"protocol {spec.protocol} shares {len(overlap)} classes between train and test; "
+            "its split definition is wrong and no result of it would mean anything"
+        )
+    # The method's initial weights come from the global generator: seed it just before.
+    torch.manual_seed(spec.seed)
+    try:
+        method = method_class(config, spec.episode, device, data.train.num_classes)
+    except ValueError as exc:
+        raise MetabenchError(f"{spec.method}: {exc}") from None
+    return Prepared(
+        spec=spec,
+        method_class=method_class,
+        method=method,
+        data=data,
+        device=device,
+        validate_every=validate_every,
+        validation_episodes=min(VALIDATION_EPISODES, spec.eval_episodes or 1),
+    )
+
+
+def _check_count(option: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise MetabenchError(f"{option} must be a whole number >= {minimum}, got {value!r}")
