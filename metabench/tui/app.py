@@ -1,0 +1,163 @@
+"""The metabench Textual app: three modes (catalog, runs, leaderboard), global keys, commands and themes."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from metabench import paths
+from metabench.tui.methods_info import MethodInfo, load_methods
+from metabench.tui.run_process import RunRequest
+from metabench.tui.screens.catalog import CatalogScreen
+from metabench.tui.screens.dialogs import ConfirmScreen
+from metabench.tui.screens.help import HelpScreen
+from metabench.tui.screens.leaderboard import LeaderboardScreen
+from metabench.tui.screens.run_form import RunFormScreen
+from metabench.tui.screens.runs import RunsScreen
+
+DARK_THEME = "textual-dark"
+LIGHT_THEME = "textual-light"
+
+
+class MetabenchApp(App[None]):
+    """metabench's terminal interface: survey catalog, runs and leaderboards over one SQLite database."""
+
+    TITLE = "metabench"
+    CSS_PATH = "metabench.tcss"
+    SCREENS = {"catalog": CatalogScreen, "runs": RunsScreen, "leaderboard": LeaderboardScreen}
+    MODES = {"catalog": "catalog", "runs": "runs", "leaderboard": "leaderboard"}
+    DEFAULT_MODE = "catalog"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    BINDINGS = [
+        Binding("1", "show('catalog')", "Catalog", tooltip="The survey table and the papers"),
+        Binding("2", "show('runs')", "Runs", tooltip="Run history and live runs"),
+        Binding("3", "show('leaderboard')", "Leaderboard", tooltip="Ranked results per setting"),
+        Binding("n", "new_run", "New run", tooltip="Open the form to train and test a method"),
+        Binding("f1,question_mark", "help", "Help", key_display="F1"),
+        Binding("ctrl+t", "toggle_theme", "Theme", tooltip="Switch between the light and dark theme"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, db_path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__()
+        self.db_path: Path = paths.database_path(db_path)
+        self.theme = DARK_THEME
+        self.methods: list[MethodInfo] | None = None
+        self.methods_error: str | None = None
+        self._methods_lock = threading.Lock()
+
+    # --- the method list (blocking: call from a thread worker) --------------------------------
+
+    def fetch_methods(self) -> list[MethodInfo] | None:
+        """The benchmark methods, loaded once per app; None (and methods_error set) when unavailable.
+
+        Fetched on first need (the run form, a paper's "benchmark this"), not at start: the first
+        ever fetch starts a subprocess that imports torch, which the first paint must not wait for.
+        """
+        with self._methods_lock:
+            if self.methods is None and self.methods_error is None:
+                try:
+                    self.methods = load_methods()
+                except Exception as exc:  # noqa: BLE001 - any failure becomes a message in the form
+                    self.methods_error = str(exc)
+            return self.methods
+
+    # --- actions ---------------------------------------------------------------------------------
+
+    async def action_show(self, mode: str) -> None:
+        """Switch to one of the three main screens."""
+        await self.switch_mode(mode)
+
+    def action_new_run(self, method: str | None = None) -> None:
+        """Open the run form (prefilled with `method`); a submitted form launches the run."""
+        self.push_screen(RunFormScreen(method=method), self._launch_from_form)
+
+    async def _launch_from_form(self, request: RunRequest | None) -> None:
+        if request is not None:
+            await self.launch_run(request)
+
+    async def launch_run(self, request: RunRequest) -> None:
+        """Start `request` as a subprocess and show it live on the runs screen."""
+        await self.switch_mode("runs")
+        self.runs_screen.launch(request)
+
+    async def resume_run(self, run_id: str, title: str) -> None:
+        """Resume an interrupted run from its last checkpoint, shown live on the runs screen."""
+        await self.switch_mode("runs")
+        self.runs_screen.resume(run_id, title)
+
+    @property
+    def runs_screen(self) -> RunsScreen:
+        screen = self.get_screen("runs")
+        assert isinstance(screen, RunsScreen)
+        return screen
+
+    def action_help(self) -> None:
+        """Show the keys of every screen and what each screen does."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_toggle_theme(self) -> None:
+        """Switch between the light and the dark theme."""
+        self.theme = LIGHT_THEME if self.current_theme.dark else DARK_THEME
+
+    async def action_quit(self) -> None:
+        """Quit; when runs are training, ask first, then interrupt them (they stay resumable)."""
+        active = self.runs_screen.active_count() if "runs" in self._screen_stacks else 0
+        if not active:
+            self.exit()
+            return
+        noun = "run is" if active == 1 else "runs are"
+
+        async def decided(confirmed: bool | None) -> None:
+            if confirmed:
+                await self.runs_screen.cancel_all()
+                self.exit()
+
+        self.push_screen(
+            ConfirmScreen(
+                f"{active} {noun} training. Quit and interrupt them? They are saved as interrupted "
+                "and can be resumed later.",
+                confirm="Interrupt and quit",
+            ),
+            decided,
+        )
+
+    # --- command palette -------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every action of the app, and of the current screen, in the command palette."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Catalog", "Show the survey table and the papers", lambda: self.run_action("show('catalog')")
+        )
+        yield SystemCommand(
+            "Runs", "Show the run history and live runs", lambda: self.run_action("show('runs')")
+        )
+        yield SystemCommand(
+            "Leaderboard",
+            "Show the ranked results per setting",
+            lambda: self.run_action("show('leaderboard')"),
+        )
+        yield SystemCommand("New run", "Train and test a method on Omniglot", self.action_new_run)
+        yield SystemCommand("Help", "Keys and what each screen does", self.action_help)
+        yield SystemCommand("Toggle light/dark theme", "Switch the colour theme", self.action_toggle_theme)
+        commands = getattr(screen, "screen_commands", None)
+        if commands is not None:
+            yield from commands()
+
+
+def create_app(db_path: str | os.PathLike[str] | None = None) -> MetabenchApp:
+    """The app over the database at `db_path` (default: METABENCH_DB or the user data dir)."""
+    return MetabenchApp(db_path=db_path)
+
+
+def run(db_path: str | os.PathLike[str] | None = None) -> None:
+    """Run the TUI in this terminal until the user quits."""
+    create_app(db_path).run()

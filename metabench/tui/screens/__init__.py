@@ -1,0 +1,1 @@
+"""The TUI's screens: three main modes (catalog, runs, leaderboard) and their dialogs."""

@@ -1,0 +1,1 @@
+"""Reusable TUI widgets: navigation, survey table, live run monitor, run record."""

@@ -1,0 +1,237 @@
+"""A live run: drives one `metabench run --events jsonl` subprocess and shows its progress and curves."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import deque
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.reactive import var
+from textual.widgets import Button, Label, ProgressBar, Sparkline
+
+from metabench.tui import formatting as fmt
+from metabench.tui.run_process import LiveRun, RunSnapshot, child_environment, parse_event, resume_command
+
+STDERR_LINES = 40  # enough to find the one line that explains a crash
+STREAM_LIMIT = 1 << 20  # an event line (a finished run's record) may exceed asyncio's 64 KiB default
+
+
+class RunMonitor(Vertical):
+    """One run subprocess and its live view: progress bar, loss and accuracy sparklines, rate and ETA."""
+
+    class Updated(Message, bubble=False):
+        """A new state of the run; a newer one replaces any still queued: a fast run cannot flood the UI."""
+
+        def __init__(self, snapshot: RunSnapshot) -> None:
+            super().__init__()
+            self.snapshot = snapshot
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, RunMonitor.Updated) and message.snapshot.key == self.snapshot.key
+
+    class Ended(Message):
+        """The subprocess has exited (finished, failed or interrupted); tells the screen to refresh."""
+
+        def __init__(self, monitor: RunMonitor, snapshot: RunSnapshot) -> None:
+            super().__init__()
+            self.monitor = monitor
+            self.snapshot = snapshot
+
+    class Dismissed(Message):
+        """A monitor was removed by its Dismiss button (posted to the screen, which tidies up)."""
+
+    snapshot: var[RunSnapshot | None] = var(None)
+
+    def __init__(self, key: int, title: str, argv: list[str], db_path: Path) -> None:
+        super().__init__(id=f"run-{key}", classes="run-monitor")
+        self.key = key
+        self.title = title
+        self.argv = argv
+        self.db_path = db_path
+        self.live = LiveRun(key=key, title=title)
+        self.process: asyncio.subprocess.Process | None = None
+        self.cancel_requested = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="monitor-head"):
+            yield Label(self.title, classes="monitor-title")
+            yield Label("starting", classes="monitor-status")
+        with Horizontal(classes="monitor-progress"):
+            yield ProgressBar(total=None, show_eta=False, id=f"bar-{self.key}")
+            yield Label("", classes="monitor-rate")
+        with Horizontal(classes="monitor-curves"):
+            yield Label("loss", classes="curve-label")
+            yield Sparkline([], summary_function=max, classes="loss-curve")
+            yield Label("-", classes="curve-value loss-value")
+            yield Label("acc", classes="curve-label")
+            yield Sparkline([], summary_function=max, classes="acc-curve")
+            yield Label("-", classes="curve-value acc-value")
+        yield Label("", classes="monitor-error")
+        with Horizontal(classes="monitor-buttons"):
+            yield Button("Cancel", variant="error", classes="cancel-run", compact=True)
+            yield Button("Resume", variant="success", classes="resume-run", compact=True)
+            yield Button("Dismiss", classes="dismiss-run", compact=True)
+
+    def on_mount(self) -> None:
+        self.snapshot = self.live.snapshot()
+        self.start()
+
+    # --- the subprocess ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run self.argv in an async worker (on the app's event loop; no thread needed for pipes)."""
+        self.cancel_requested = False
+        self.run_worker(self._drive(), name=f"run {self.title}", group="runs", exit_on_error=False)
+
+    async def _drive(self) -> None:
+        stderr_tail: deque[str] = deque(maxlen=STDERR_LINES)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=child_environment(),
+                # Own session: a terminal signal aimed at the TUI must not kill training mid-write.
+                start_new_session=True,
+                limit=STREAM_LIMIT,
+            )
+        except OSError as exc:
+            self.live.process_exited(-1, [f"cannot start metabench run: {exc}"])
+            self._publish(ended=True)
+            return
+        self.process = process
+        assert process.stdout is not None and process.stderr is not None
+        drain = asyncio.create_task(_collect_lines(process.stderr, stderr_tail))
+        try:
+            async for raw in process.stdout:
+                event = parse_event(raw)
+                if event is not None:
+                    self.live.apply(event)
+                    self._publish()
+            returncode = await process.wait()
+            await drain
+        except asyncio.CancelledError:
+            # The widget is going away (or the app is closing): never leave an orphan training.
+            await _terminate(process)
+            drain.cancel()
+            raise
+        self.live.process_exited(returncode, list(stderr_tail))
+        self._publish(ended=True)
+
+    def _publish(self, ended: bool = False) -> None:
+        snapshot = self.live.snapshot()
+        self.post_message(self.Updated(snapshot))
+        if ended:
+            self.post_message(self.Ended(self, snapshot))
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    def cancel(self) -> bool:
+        """Ask the run to stop (SIGTERM: it saves itself as interrupted); a second call kills it."""
+        if not self.running:
+            return False
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL if self.cancel_requested else signal.SIGTERM)
+        self.cancel_requested = True
+        self.query_one(".monitor-status", Label).update(fmt.status_text("cancelling"))
+        return True
+
+    async def wait_stopped(self, timeout: float = 30.0) -> None:
+        """Wait until the subprocess has exited (used before the app quits)."""
+        if self.process is not None:
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except TimeoutError:
+                self.process.kill()
+
+    def resume(self) -> bool:
+        """Continue an interrupted run from its checkpoint, in this same monitor."""
+        snapshot = self.snapshot
+        if snapshot is None or not snapshot.resumable or self.running:
+            return False
+        assert snapshot.run_id is not None
+        self.argv = resume_command(snapshot.run_id, self.db_path)
+        self.live.status = self.live.phase = "starting"
+        self.live.error = None
+        self.process = None
+        self.snapshot = self.live.snapshot()
+        self.start()
+        return True
+
+    # --- the view -------------------------------------------------------------------------------
+
+    def on_run_monitor_updated(self, message: RunMonitor.Updated) -> None:
+        self.snapshot = message.snapshot
+
+    def watch_snapshot(self, snapshot: RunSnapshot | None) -> None:
+        if snapshot is None or not self.is_mounted:
+            return
+        status = snapshot.status if snapshot.status != "running" else snapshot.phase
+        if self.cancel_requested and not snapshot.done:
+            status = "cancelling"
+        head = f"{snapshot.title}" + (f"  ·  {snapshot.run_id}" if snapshot.run_id else "")
+        self.query_one(".monitor-title", Label).update(head)
+        self.query_one(".monitor-status", Label).update(fmt.status_text(status))
+        bar = self.query_one(ProgressBar)
+        if snapshot.total_steps:
+            bar.update(total=snapshot.total_steps, progress=snapshot.step)
+        self.query_one(".monitor-rate", Label).update(self._rate_text(snapshot))
+        self.query_one(".loss-curve", Sparkline).data = list(snapshot.losses)
+        self.query_one(".acc-curve", Sparkline).data = list(snapshot.accuracies)
+        self.query_one(".loss-value", Label).update("-" if snapshot.loss is None else f"{snapshot.loss:.3f}")
+        self.query_one(".acc-value", Label).update(self._accuracy_text(snapshot))
+        error = self.query_one(".monitor-error", Label)
+        error.update(f"error: {snapshot.error}" if snapshot.error else "")
+        error.display = bool(snapshot.error)
+        self.query_one(".cancel-run", Button).display = not snapshot.done
+        self.query_one(".resume-run", Button).display = snapshot.resumable
+        self.query_one(".dismiss-run", Button).display = snapshot.done
+        self.set_class(snapshot.done, "-done")
+        self.set_class(snapshot.status == "failed", "-failed")
+
+    @staticmethod
+    def _rate_text(snapshot: RunSnapshot) -> str:
+        steps = f"step {snapshot.step}" + (f"/{snapshot.total_steps}" if snapshot.total_steps else "")
+        if snapshot.status == "finished":
+            episodes = f" on {snapshot.episodes} episodes" if snapshot.episodes else ""
+            return f"{steps}  test {fmt.fraction_ci(snapshot.final_accuracy, snapshot.final_ci95)}%{episodes}"
+        return f"{steps}  {fmt.rate(snapshot.steps_per_s)} steps/s  ETA {fmt.duration(snapshot.eta_s)}"
+
+    @staticmethod
+    def _accuracy_text(snapshot: RunSnapshot) -> str:
+        text = fmt.fraction(snapshot.accuracy, 1)
+        if snapshot.val_accuracy is not None:
+            text += f"  val {fmt.fraction(snapshot.val_accuracy, 1)}"
+        return text
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.has_class("cancel-run"):
+            self.cancel()
+        elif event.button.has_class("resume-run"):
+            self.resume()
+        elif event.button.has_class("dismiss-run"):
+            self.screen.post_message(self.Dismissed())
+            self.remove()
+
+
+async def _collect_lines(stream: asyncio.StreamReader, tail: deque[str]) -> None:
+    # Drain stderr continuously (a full pipe would block the child) and keep its last lines.
+    async for raw in stream:
+        tail.append(raw.decode("utf-8", "replace").rstrip())
+
+
+async def _terminate(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 20)
+        except TimeoutError:
+            process.kill()

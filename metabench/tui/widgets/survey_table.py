@@ -1,0 +1,75 @@
+"""The lecture's survey table (applications x families A, B, C) as a DataTable whose cells wrap to fit."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from rich.text import Text
+from textual import events
+from textual.widgets import DataTable
+
+from metabench.catalog.model import FAMILIES, Cell, SurveyTable, family_heading
+
+APPLICATION_WIDTH = 20
+MIN_FAMILY_WIDTH = 18
+CELL_PADDING = 2  # DataTable pads every cell by one column on each side
+
+
+def cell_text(cells: tuple[Cell, ...]) -> Text:
+    """The citations of one table cell, one per line; C cells grouped under their subfamily."""
+    text = Text()
+    for subfamily, group in groupby(cells, key=lambda cell: cell.subfamily):
+        if text:
+            text.append("\n")
+        if subfamily:
+            text.append(f"{subfamily}: ", style="italic dim")
+        text.append("; ".join(cell.short_cite for cell in group))
+    return text
+
+
+class SurveyTableView(DataTable[Text]):
+    """One row per application, one column per family; selecting a cell filters the paper list to it."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="cell", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        self.survey: SurveyTable | None = None
+        self._laid_out_width = 0
+
+    def show(self, survey: SurveyTable) -> None:
+        """Fill the table (again) for the current width."""
+        self.survey = survey
+        self._layout()
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.survey is not None and event.size.width != self._laid_out_width:
+            self._layout()
+
+    def _layout(self) -> None:
+        assert self.survey is not None
+        width = self.size.width or 80
+        self._laid_out_width = width
+        # Share what the application column leaves equally between the three families; the
+        # scrollbar takes two columns.
+        family_width = max(MIN_FAMILY_WIDTH, (width - 2 - APPLICATION_WIDTH - 4 * CELL_PADDING) // 3)
+        cursor = self.cursor_coordinate
+        self.clear(columns=True)
+        self.add_column(Text("Application", style="bold"), width=APPLICATION_WIDTH, key="application")
+        for family in FAMILIES:
+            self.add_column(Text(family_heading(family), style="bold"), width=family_width, key=family)
+        for row in self.survey.rows:
+            self.add_row(
+                Text(row.application, style="bold"),
+                *(cell_text(row.cells(family)) for family in FAMILIES),
+                height=None,  # as tall as the longest wrapped cell
+                key=row.application,
+            )
+        if self.row_count:
+            self.cursor_coordinate = cursor
+
+    def selection(self) -> tuple[str, str | None] | None:
+        """(application, family or None for the application column) under the cursor."""
+        if self.survey is None or not self.row_count:
+            return None
+        row, column = self.cursor_coordinate
+        application = self.survey.rows[row].application
+        return application, (None if column == 0 else FAMILIES[column - 1])

@@ -1,0 +1,143 @@
+"""Helpers the TUI tests share (wait for workers, read tables), and tests of the TUI's pure logic.
+
+The helpers live in a test module because conftest.py belongs to the whole suite; the other
+test_tui_*.py files import them from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+
+async def settle(pilot: Pilot, rounds: int = 3) -> None:
+    """Let workers finish and the messages they post be handled (a few rounds: workers start workers)."""
+    for _ in range(rounds):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def wait_until(
+    pilot: Pilot, condition: Callable[[], bool], timeout: float = 60.0, what: str = ""
+) -> None:
+    """Poll `condition` while the app runs (for subprocesses and timers); fail after `timeout` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or condition}")
+        await pilot.pause(0.1)
+
+
+def column_text(table: DataTable, column: str) -> list[str]:
+    """The plain text of one column, top to bottom, as displayed."""
+    values = []
+    for index in range(table.row_count):
+        row_key = table.coordinate_to_cell_key((index, 0)).row_key
+        cell = table.get_cell(row_key, column)
+        rendered = cell.__rich__() if hasattr(cell, "__rich__") else cell
+        values.append(rendered.plain if isinstance(rendered, Text) else str(rendered))
+    return values
+
+
+def row_keys(table: DataTable) -> list[str]:
+    """The row keys in display order."""
+    return [table.coordinate_to_cell_key((index, 0)).row_key.value for index in range(table.row_count)]
+
+
+# --- the pure logic behind the screens -----------------------------------------------------------
+
+
+def test_form_validation_names_each_problem():
+    from metabench.tui.run_process import validate_form
+
+    good = {"method": "protonet", "protocol": "vinyals", "ways": "5", "shots": "1", "queries": "15",
+            "preset": "smoke", "device": "cpu", "seed": "0"}  # fmt: skip
+    assert validate_form(good, frozenset({"protonet"})) == {}
+    assert validate_form(good, None) == {}  # method list still loading: no complaint yet
+    errors = validate_form({**good, "ways": "1", "shots": "6", "queries": "15", "seed": "-1"}, None)
+    assert errors["ways"] == "ways must be at least 2"
+    assert "shots + queries = 21 > 20" in errors["queries"]
+    assert errors["seed"].startswith("seed must be a whole number")
+    assert validate_form({**good, "shots": "", "method": "nope"}, frozenset({"protonet"})) == {
+        "shots": "shots must be a positive whole number",
+        "method": "unknown method 'nope'",
+    }
+    assert "protocol" in validate_form({**good, "protocol": "omniglot"}, None)
+
+
+def test_events_fold_into_a_snapshot():
+    from metabench.tui.run_process import LiveRun, parse_event
+
+    assert parse_event(b"loading data...\n") is None
+    assert parse_event('{"no_event": 1}') is None
+    live = LiveRun(key=1, title="protonet")
+    live.apply(parse_event('{"event": "started", "run_id": "r1", "total_steps": 10}'))
+    for step in range(1, 6):
+        live.apply({"event": "progress", "step": step, "total_steps": 10, "loss": 2.0 / step,
+                    "accuracy": 0.1 * step, "steps_per_s": 5.0, "eta_s": 10 - step})  # fmt: skip
+    snapshot = live.snapshot()
+    assert (snapshot.run_id, snapshot.status, snapshot.step, snapshot.fraction) == ("r1", "running", 5, 0.5)
+    assert snapshot.losses == (2.0, 1.0, 2.0 / 3, 0.5, 0.4)
+    assert snapshot.accuracies[-1] == 0.5
+    live.apply({"event": "interrupted", "run_id": "r1", "step": 5})
+    assert live.snapshot().resumable and live.snapshot().done
+
+
+def test_a_run_that_dies_silently_fails_with_its_last_meaningful_stderr_line():
+    from metabench.tui.run_process import LiveRun
+
+    live = LiveRun(key=2, title="maml")
+    live.process_exited(
+        1, ["Traceback (most recent call last):", '  File "x.py"', "ValueError: bad shots", ""]
+    )
+    assert (live.status, live.error) == ("failed", "ValueError: bad shots")
+    typer_panel = LiveRun(key=3, title="x")
+    typer_panel.process_exited(2, ["╭─ Error ─────╮", "│ No such option: --bogus │", "╰─────────────╯"])
+    assert typer_panel.error == "No such option: --bogus"
+    finished = LiveRun(key=4, title="y")
+    finished.apply({"event": "finished", "accuracy": 0.9, "ci95": 0.01, "episodes": 100})
+    finished.process_exited(0, [])
+    assert finished.status == "finished" and finished.error is None
+
+
+def test_long_curves_are_thinned_evenly():
+    from metabench.tui.run_process import CURVE_POINTS, Curve
+
+    curve = Curve()
+    for value in range(10 * CURVE_POINTS):
+        curve.append(float(value))
+    assert len(curve.points) <= CURVE_POINTS
+    gaps = {b - a for a, b in zip(curve.points, curve.points[1:], strict=False)}
+    assert gaps == {float(curve.stride)}  # evenly spaced in steps, so the sparkline's x axis is honest
+
+
+def test_run_command_line_matches_the_runner_interface(tmp_path):
+    import sys
+
+    from metabench.tui.run_process import RunRequest, resume_command, run_command
+
+    argv = run_command(
+        RunRequest("protonet", ways=20, shots=5, preset="quick", device="cpu", seed=3), tmp_path / "x.db"
+    )
+    assert argv[:5] == [sys.executable, "-m", "metabench", "run", "protonet"]
+    options = dict(zip(argv[5::2], argv[6::2], strict=True))
+    assert options == {"--protocol": "vinyals", "--ways": "20", "--shots": "5", "--queries": "15",
+                       "--preset": "quick", "--device": "cpu", "--seed": "3", "--events": "jsonl",
+                       "--db": str(tmp_path / "x.db")}  # fmt: skip
+    assert resume_command("abc", tmp_path / "x.db")[3:] == ["run", "--resume", "abc", "--events", "jsonl",
+                                                             "--db", str(tmp_path / "x.db")]  # fmt: skip
+
+
+def test_formatting():
+    from metabench.tui import formatting as fmt
+
+    assert fmt.fraction_ci(0.987, 0.004) == "98.70 ± 0.40"
+    assert fmt.percent_ci(98.7, None) == "98.70"
+    assert fmt.fraction_ci(None, 0.1) == "-"
+    assert [fmt.duration(s) for s in (None, 4.4, 185, 7800)] == ["-", "4s", "3m05s", "2h10m"]
+    assert fmt.signed(-2.1) == "-2.10" and fmt.signed(0.31) == "+0.31"
