@@ -1,0 +1,106 @@
+"""The runner's entry point: a protocol name in; train, val and test samplers on the device out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from metabench.config import EpisodeSpec
+from metabench.data.cache import OmniglotCache, load_cache
+from metabench.data.episodes import EpisodeSampler, OfficialRunsSampler
+from metabench.data.splits import Split, lake_splits, vinyals_splits
+from metabench.errors import MetabenchError
+
+# vinyals: Vinyals et al. 2016 split with rotations; lake: background vs evaluation set; lake-within: the
+# same with every task's classes from one alphabet; lake-runs: train as lake, test on Lake's 20 runs.
+PROTOCOL_NAMES = ("vinyals", "lake", "lake-within", "lake-runs")
+
+
+@dataclass(frozen=True)
+class ProtocolData:
+    """Everything a run needs from the data: three samplers, the data digest and the class ids to record."""
+
+    protocol: str
+    train: EpisodeSampler
+    val: EpisodeSampler
+    test: EpisodeSampler
+    data_digest: str
+    train_class_ids: list[str]
+    test_class_ids: list[str]
+    val_class_ids: list[str] = field(default_factory=list)
+    test_spec: EpisodeSpec | None = None  # an episode shape the test set imposes (lake-runs: 20w1s1q)
+
+
+def resolve_device(device: torch.device | str) -> torch.device:
+    """A torch.device, refusing CUDA where there is none with a one-line error."""
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise MetabenchError(f"unknown device {device!r} ({exc}); use cpu or cuda") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise MetabenchError(
+            "CUDA was asked for but this machine has no usable CUDA device; use --device cpu"
+        )
+    return resolved
+
+
+def load_protocol(
+    protocol: str,
+    device: torch.device | str = "cpu",
+    data_dir: Path | None = None,
+    *,
+    cache_dir: Path | None = None,
+) -> ProtocolData:
+    """Load (building if needed) the Omniglot cache and return `protocol`'s samplers on `device`."""
+    if protocol not in PROTOCOL_NAMES:
+        raise MetabenchError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOL_NAMES)}")
+    resolved = resolve_device(device)
+    cache = load_cache(data_dir, cache_dir)
+    if protocol == "vinyals":
+        splits = vinyals_splits(cache)
+    else:
+        splits = lake_splits(cache)
+    within = protocol == "lake-within"
+    train, val = (_sampler(cache, split, resolved, within) for split in (splits.train, splits.val))
+    if protocol != "lake-runs":
+        test = _sampler(cache, splits.test, resolved, within)
+        return ProtocolData(
+            protocol,
+            train,
+            val,
+            test,
+            cache.data_digest(),
+            list(splits.train.ids),
+            list(splits.test.ids),
+            list(splits.val.ids),
+        )
+    runs = cache.runs
+    if runs is None:
+        raise MetabenchError(
+            "protocol lake-runs needs all_runs.zip in the data folder: run `metabench data download`, "
+            "or `metabench data import PATH` with a folder holding it"
+        )
+    runs_test = OfficialRunsSampler(runs.training, runs.test, runs.labels, resolved)
+    ways = runs.labels.shape[1]
+    test_ids = [f"lake-runs/{name}/class{c + 1:02d}" for name in runs.names for c in range(ways)]
+    return ProtocolData(
+        protocol,
+        train,
+        val,
+        runs_test,
+        cache.data_digest(include_runs=True),
+        list(splits.train.ids),
+        test_ids,
+        list(splits.val.ids),
+        test_spec=runs_test.spec,
+    )
+
+
+def _sampler(
+    cache: OmniglotCache, split: Split, device: torch.device, within_alphabet: bool
+) -> EpisodeSampler:
+    return EpisodeSampler(
+        cache.images, split.classes, device, alphabets=split.alphabets if within_alphabet else None
+    )
