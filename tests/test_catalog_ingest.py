@@ -179,3 +179,28 @@ def test_read_only_database_gives_a_clean_error(tmp_path: Path) -> None:
     # A catalog already loaded needs no write, so it stays usable read-only.
     catalog.ensure_catalog(read_only)
     assert len(catalog.list_cells(read_only)) == 50
+
+
+def test_concurrent_first_use_of_a_new_database(tmp_path: Path) -> None:
+    """The TUI and a CLI command may both find a fresh database: both must end up with the catalog."""
+    import threading
+
+    path = tmp_path / "shared.db"
+    start = threading.Barrier(3)
+    outcomes: list[object] = []
+
+    def first_use() -> None:
+        connection = open_database(path)
+        start.wait()
+        try:
+            catalog.ensure_catalog(connection)
+            outcomes.append(len(catalog.list_cells(connection)))
+        except Exception as exc:  # recorded, so the assertion below shows what went wrong
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=first_use) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [50, 50, 50]

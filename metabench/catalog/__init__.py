@@ -23,7 +23,14 @@ from metabench.catalog.model import (
     Technique,
     family_heading,
 )
-from metabench.catalog.queries import application_names, facets, get_paper, list_cells, survey_table
+from metabench.catalog.queries import (
+    application_names,
+    closest_cite_key,
+    facets,
+    get_paper,
+    list_cells,
+    survey_table,
+)
 from metabench.catalog.search import search_papers
 
 __all__ = [
@@ -41,6 +48,7 @@ __all__ = [
     "SurveyTable",
     "Technique",
     "application_names",
+    "closest_cite_key",
     "ensure_catalog",
     "export",
     "facets",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -133,9 +134,11 @@ def get_paper(db: sqlite_utils.Database, cite_key: str) -> PaperRecord | None:
     return PaperRecord(paper_from_row(row), tuple(cells), tuple(Technique(*t) for t in techniques))
 
 
-def cite_keys(db: sqlite_utils.Database) -> list[str]:
-    """Every cite key, sorted (for suggestions when a key is mistyped)."""
-    return [row[0] for row in db.execute("SELECT cite_key FROM catalog_papers ORDER BY cite_key")]
+def closest_cite_key(db: sqlite_utils.Database, cite_key: str) -> str | None:
+    """The known cite key most like a mistyped one (for "did you mean ...?"), if any is close."""
+    keys = [row[0] for row in db.execute("SELECT cite_key FROM catalog_papers")]
+    close = difflib.get_close_matches(cite_key, keys, n=1)
+    return close[0] if close else None
 
 
 def survey_table(db: sqlite_utils.Database) -> SurveyTable:

@@ -117,6 +117,11 @@ def migrate_catalog(db: sqlite_utils.Database) -> None:
     try:
         database.migrate(db, NAMESPACE, MIGRATIONS)
     except sqlite3.Error as exc:
+        # Two processes opening a new database at once (the TUI and a CLI command) both see the
+        # migration missing; the second fails on "table already exists" once the first commits.
+        # Its work is then done, and the schema is as good as if this connection had built it.
+        if database.schema_version(db, NAMESPACE) >= len(MIGRATIONS):
+            return
         raise MetabenchError(
             f"cannot create the catalog tables ({exc}); check the database file or pass --db PATH"
         ) from exc

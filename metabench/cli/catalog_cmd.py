@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
+
+# Typer's rich help keeps the line breaks of every paragraph but the first, so each command's
+# docstring is one paragraph and its one-line summary for the command list is short_help.
 
 
 class TableFormat(StrEnum):
@@ -61,7 +63,7 @@ def _cells_table(cells: list[catalog.Cell]) -> Table:
     return table
 
 
-@app.command("ingest")
+@app.command("ingest", short_help="Check the catalog files and load them into the database.")
 @one_line_errors
 def ingest_command(
     source: Path | None = typer.Argument(
@@ -74,7 +76,6 @@ def ingest_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Check the catalog source files and load them into the database in one transaction.
-
     Re-running changes nothing; rows gone from the files are removed. A problem in a file is
     reported as [bold]FILE:LINE: problem[/] and leaves the database as it was.
     """
@@ -89,7 +90,7 @@ def ingest_command(
     )
 
 
-@app.command("list")
+@app.command("list", short_help="List the survey table's cells, filtered.")
 @one_line_errors
 def list_command(
     application: str | None = typer.Option(
@@ -101,9 +102,8 @@ def list_command(
     db: Path | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """List the survey table's cells (one citation per line), in table order.
-
-    Example: [bold]metabench catalog list --family C --json[/]
+    """List the survey table's cells (one citation per line) in table order, filtered by
+    application, family, year or venue. Example: [bold]metabench catalog list --family C --json[/]
     """
     cells = catalog.list_cells(
         _catalog_db(db), application=application, family=family, year=year, venue=venue
@@ -114,7 +114,7 @@ def list_command(
         console.print(_cells_table(cells))
 
 
-@app.command("search")
+@app.command("search", short_help="Full-text search over the papers, best match first.")
 @one_line_errors
 def search_command(
     query: str = typer.Argument(..., help="Words to find in titles, authors, venues, applications, notes."),
@@ -122,10 +122,10 @@ def search_command(
     db: Path | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Full-text search over the papers, best match first (bm25).
-
-    Every word must match, as a word or the start of one ("proto" finds Prototypical); accents
-    are optional ("Serra" finds Serrà). Quotes and operators are searched as plain text.
+    """Full-text search over the papers (titles, authors, venues, applications, notes,
+    techniques), best match first (bm25). Every word must match, as a word or the start of one
+    ("proto" finds Prototypical); accents are optional ("Serra" finds Serrà). Quotes and
+    operators are searched as plain text.
     """
     papers = catalog.search_papers(_catalog_db(db), query, limit=limit)
     if as_json:
@@ -146,7 +146,7 @@ def search_command(
     console.print(table)
 
 
-@app.command("show")
+@app.command("show", short_help="Show one paper, its table cells and techniques.")
 @one_line_errors
 def show_command(
     cite_key: str = typer.Argument(..., help="The paper's cite key, e.g. finn2017model."),
@@ -157,9 +157,8 @@ def show_command(
     database = _catalog_db(db)
     record = catalog.get_paper(database, cite_key)
     if record is None:
-        keys = [row[0] for row in database.execute("SELECT cite_key FROM catalog_papers")]
-        close = difflib.get_close_matches(cite_key, keys, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
+        close = catalog.closest_cite_key(database, cite_key)
+        hint = f"did you mean {close}? " if close else ""
         raise MetabenchError(
             f"no paper with cite key '{cite_key}'; {hint}find keys with `metabench catalog search WORDS`"
         )
@@ -199,7 +198,7 @@ def show_command(
         console.print(techniques)
 
 
-@app.command("table")
+@app.command("table", short_help="The survey table: applications x families (A), (B), (C).")
 @one_line_errors
 def table_command(
     fmt: TableFormat = typer.Option(
@@ -207,9 +206,8 @@ def table_command(
     ),
     db: Path | None = DbOption,
 ) -> None:
-    """The survey table itself: applications by family, citations as the lecture prints them.
-
-    Rows are the 12 applications; columns (A) learning to initialize, (B) learning to compare and
+    """The survey table itself, citations as the lecture prints them. Rows are the 12
+    applications; columns (A) learning to initialize, (B) learning to compare and
     (C) other, where each (C) citation follows what is learned, e.g. "Network architecture search:
     Chen et al., 2020b".
     """
@@ -229,7 +227,7 @@ def table_command(
     console.print(table)
 
 
-@app.command("facets")
+@app.command("facets", short_help="Counts by family, application, year and venue.")
 @one_line_errors
 def facets_command(db: Path | None = DbOption, as_json: bool = JsonOption) -> None:
     """Count the table's cells (and distinct papers) by family, application, year and venue."""
@@ -257,7 +255,7 @@ def facets_command(db: Path | None = DbOption, as_json: bool = JsonOption) -> No
         console.print(table)
 
 
-@app.command("export")
+@app.command("export", short_help="Export as markdown, CSV, JSON or BibTeX.")
 @one_line_errors
 def export_command(
     fmt: ExportFormat = typer.Option(
@@ -275,7 +273,10 @@ def export_command(
     ),
     db: Path | None = DbOption,
 ) -> None:
-    """Export the whole catalog, e.g. [bold]metabench catalog export --format bibtex --out refs.bib[/]."""
+    """Export the whole catalog: markdown (table, techniques, references), csv (one row per
+    paper), json (everything) or bibtex (one entry per paper). Example:
+    [bold]metabench catalog export --format bibtex --out refs.bib[/]
+    """
     database = _catalog_db(db)
     if out is None:
         sys.stdout.write(catalog.export(database, fmt.value))
