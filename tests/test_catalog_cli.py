@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,6 +40,15 @@ def db_path(tmp_path: Path) -> str:
 
 def invoke(runner: CliRunner, db_path: str, *args: str):
     return runner.invoke(app, ["catalog", *args, "--db", db_path])
+
+
+def dump(db_path: str) -> str:
+    """The database's content (not its bytes: a WAL checkpoint may rewrite the file unchanged)."""
+    connection = sqlite3.connect(db_path)
+    try:
+        return "\n".join(connection.iterdump())
+    finally:
+        connection.close()
 
 
 def broken_catalog(tmp_path: Path) -> Path:
@@ -190,12 +200,12 @@ def test_ingest_broken_dir_is_one_line_and_changes_nothing(
     runner: CliRunner, db_path: str, tmp_path: Path
 ) -> None:
     invoke(runner, db_path, "ingest")
-    before = Path(db_path).read_bytes()
+    before = dump(db_path)
     broken = broken_catalog(tmp_path)
     result = invoke(runner, db_path, "ingest", str(broken))
     assert result.exit_code == 1
     assert result.stderr == f"error: {broken / 'cells.csv'}:3: unknown family 'X' (expected A, B or C)\n"
-    assert Path(db_path).read_bytes() == before
+    assert dump(db_path) == before
 
 
 def test_a_file_that_is_not_a_database_is_a_clean_error(runner: CliRunner, tmp_path: Path) -> None:
