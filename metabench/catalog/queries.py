@@ -6,6 +6,7 @@ import difflib
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import sqlite_utils
 
@@ -34,34 +35,17 @@ JOIN catalog_applications AS a ON a.name = c.application
 _CELL_ORDER = " ORDER BY a.position, c.family, c.position"
 
 
-def paper_from_row(row: Sequence[object]) -> Paper:
+def paper_from_row(row: Sequence[Any]) -> Paper:
     """A Paper from a row selected with PAPER_COLUMNS."""
     cite_key, short_cite, title, authors, venue, year, arxiv, url, note = row
     return Paper(
-        cite_key=str(cite_key),
-        short_cite=str(short_cite),
-        title=str(title),
-        authors=tuple(str(authors).split(AUTHOR_SEPARATOR)),
-        venue=str(venue),
-        year=int(year),  # type: ignore[arg-type]
-        arxiv=arxiv,  # type: ignore[arg-type]
-        url=url,  # type: ignore[arg-type]
-        note=note,  # type: ignore[arg-type]
+        cite_key, short_cite, title, tuple(authors.split(AUTHOR_SEPARATOR)), venue, year, arxiv, url, note
     )
 
 
-def _cell(row: Sequence[object]) -> Cell:
-    application, family, subfamily, cite_key, short_cite, title, year, venue = row
-    return Cell(
-        str(application),
-        str(family),
-        subfamily,
-        str(cite_key),
-        str(short_cite),
-        str(title),
-        int(year),
-        str(venue),
-    )  # type: ignore[arg-type]
+def _cell(row: Sequence[Any]) -> Cell:
+    """A Cell from a row selected with _CELL_SELECT (same column order as the dataclass)."""
+    return Cell(*row)
 
 
 def application_names(db: sqlite_utils.Database) -> list[str]:
