@@ -23,7 +23,9 @@ def open_database(path: str | os.PathLike[str] | None = None) -> sqlite_utils.Da
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise MetabenchError(f"cannot create {db_path.parent}: {exc.strerror}; pass --db PATH to a writable place") from exc
+        raise MetabenchError(
+            f"cannot create {db_path.parent}: {exc.strerror}; pass --db PATH to a writable place"
+        ) from exc
     try:
         # check_same_thread=False: the TUI reads from worker threads, one connection per worker.
         conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
@@ -59,25 +61,26 @@ def migrate(db: sqlite_utils.Database, namespace: str, migrations: Sequence[Migr
     Each feature (catalog, runs) keeps its own numbered list; a migration is never edited once
     released, only appended, so every database converges on the same schema.
     """
-    applied = {
-        row[0] for row in db.execute("SELECT version FROM _migrations WHERE namespace = ?", [namespace])
-    }
     count = 0
     for version, migration in enumerate(migrations, start=1):
-        if version in applied:
-            continue
-        # An explicit BEGIN: Python's sqlite3 would otherwise autocommit each CREATE/ALTER, and a
-        # migration that fails half-way must leave no table behind. Migrations therefore use plain
-        # SQL (db.execute), not sqlite-utils helpers that commit on their own.
-        db.conn.execute("BEGIN")
+        # BEGIN IMMEDIATE takes the write lock before we look, so two processes opening a new
+        # database at once cannot both apply the same migration; an explicit transaction also
+        # keeps a failed migration from leaving half its tables behind (Python's sqlite3 would
+        # autocommit each CREATE). Migrations therefore use plain SQL (db.execute), not
+        # sqlite-utils helpers that commit on their own.
+        db.conn.execute("BEGIN IMMEDIATE")
         try:
-            migration(db)
-            db.execute("INSERT INTO _migrations (namespace, version) VALUES (?, ?)", [namespace, version])
+            done = db.execute(
+                "SELECT 1 FROM _migrations WHERE namespace = ? AND version = ?", [namespace, version]
+            ).fetchone()
+            if not done:
+                migration(db)
+                db.execute("INSERT INTO _migrations (namespace, version) VALUES (?, ?)", [namespace, version])
+                count += 1
         except BaseException:
             db.conn.rollback()
             raise
         db.conn.commit()
-        count += 1
     return count
 
 

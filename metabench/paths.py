@@ -54,7 +54,10 @@ def results_dir(override: str | os.PathLike[str] | None = None) -> Path:
 
 def bundled(name: str) -> Path:
     """A file shipped with the package: the installed copy (wheel) or the repository's (editable)."""
-    installed = {"catalog": PACKAGE_DIR / "_catalog", "published.csv": PACKAGE_DIR / "_results" / "published.csv"}
+    installed = {
+        "catalog": PACKAGE_DIR / "_catalog",
+        "published.csv": PACKAGE_DIR / "_results" / "published.csv",
+    }
     in_repo = {"catalog": REPO_DIR / "catalog", "published.csv": REPO_DIR / "results" / "published.csv"}
     candidate = installed[name]
     return candidate if candidate.exists() else in_repo[name]

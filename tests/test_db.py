@@ -61,3 +61,26 @@ def test_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("METABENCH_DB")
     monkeypatch.setenv("METABENCH_HOME", str(tmp_path / "home"))
     assert paths.database_path() == tmp_path / "home" / "metabench.db"
+
+
+def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
+    import threading
+
+    def create(db):
+        db.execute("CREATE TABLE shared (id INTEGER PRIMARY KEY)")
+
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            dbmod.migrate(dbmod.open_database(tmp_path / "race.db"), "race", [create])
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert dbmod.schema_version(dbmod.open_database(tmp_path / "race.db"), "race") == 1

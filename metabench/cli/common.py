@@ -18,7 +18,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
 err_console = Console(stderr=True)
 
-DbOption = typer.Option(None, "--db", help="SQLite database file (default: METABENCH_DB or the user data dir).")
+DbOption = typer.Option(
+    None, "--db", help="SQLite database file (default: METABENCH_DB or the user data dir)."
+)
 JsonOption = typer.Option(False, "--json", help="Print stable, machine-readable JSON instead of tables.")
 
 
