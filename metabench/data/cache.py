@@ -108,6 +108,25 @@ def read_cache(cache_dir: Path | None = None) -> OmniglotCache | None:
     return _read(folder, index)
 
 
+def adopt_sources(checked: dict[str, CheckedSet], cache_dir: Path | None = None) -> bool:
+    """When the cache already holds exactly these sets' content, point its index at these files and say so.
+
+    The cache was written after every image of that content was decoded (and CRC-checked), so the same
+    digests need no second decode.
+    """
+    folder = cache_folder(cache_dir)
+    index = read_index(folder)
+    digests = {name: entry.digest for name, entry in checked.items()}
+    if index is None or not same_recipe(index, set(checked)) or _recorded_digests(index) != digests:
+        return False
+    tensor = folder / str(index.get("tensor_file"))
+    if not tensor.is_file() or tensor.stat().st_size != index.get("tensor_bytes"):
+        return False
+    index["sources"] = {name: fingerprint(entry.path) for name, entry in checked.items()}
+    atomic.write_json(folder / INDEX_NAME, index)
+    return True
+
+
 def write_cache(
     checked: dict[str, CheckedSet],
     decoded: DecodedData,
@@ -184,7 +203,7 @@ def _read(folder: Path, index: dict[str, Any]) -> OmniglotCache | None:
     """The cache the index describes, or None when the tensor file is missing or does not fit the index."""
     try:
         tensors = torch.load(folder / index["tensor_file"], weights_only=True)
-    except (OSError, RuntimeError, KeyError, ValueError, EOFError, TypeError):
+    except Exception:  # any unreadable cache (truncated, garbage, foreign pickle) is simply rebuilt
         return None
     return _from_tensors(tensors, index, folder)
 

@@ -104,8 +104,9 @@ class EpisodeSampler:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         classes = torch.randint(self.num_classes, (batch_size,), generator=generator)
         drawings = torch.randint(self.drawings, (batch_size,), generator=generator)
-        classes, drawings = classes.to(self.device), drawings.to(self.device)
-        return _to_float(self._images[classes, drawings]).unsqueeze(1), classes
+        rows = (classes * self.drawings + drawings).to(self.device)
+        flat = self._images.view(self.num_classes * self.drawings, -1).index_select(0, rows)
+        return _to_float(flat).view(batch_size, 1, *self._images.shape[2:]), classes.to(self.device)
 
     def evaluation_batches(
         self, spec: EpisodeSpec, episodes: int, batch_size: int, seed: int
@@ -161,13 +162,14 @@ class EpisodeSampler:
     def _gather(self, draw: _Draw, spec: EpisodeSpec) -> Episode:
         """One indexing operation on the device turns the indices into image batches."""
         b, n, k = len(draw.support_class), spec.ways, spec.shots
-        indices = torch.stack(
-            [
-                torch.cat([draw.support_class, draw.query_class], dim=1),
-                torch.cat([draw.support_drawing, draw.query_drawing], dim=1),
-            ]
-        ).to(self.device)
-        images = _to_float(self._images[indices[0], indices[1]]).unsqueeze(2)  # [b, n*(k+q), 1, H, W]
+        classes = torch.cat([draw.support_class, draw.query_class], dim=1)
+        drawings = torch.cat([draw.support_drawing, draw.query_drawing], dim=1)
+        # index_select on a flat [classes * drawings, H*W] view: much faster than 2-D advanced indexing.
+        rows = (classes * self.drawings + drawings).flatten().to(self.device)
+        flat = self._images.view(self.num_classes * self.drawings, -1).index_select(0, rows)
+        images = _to_float(flat).view(
+            b, classes.shape[1], 1, *self._images.shape[2:]
+        )  # [b, n*(k+q), 1, H, W]
         support_labels = (
             torch.arange(n, device=self.device).repeat_interleave(k).expand(b, n * k).contiguous()
         )

@@ -50,6 +50,7 @@ class InstallReport:
     cache_dir: Path
     build_seconds: float
     manifest_written: bool
+    cache_reused: bool = False  # the cache already held this content, so nothing was decoded again
 
 
 def import_data(
@@ -115,13 +116,17 @@ def install(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> InstallReport:
-    """Check and decode every set, then place the zips in `target`, write the cache and the source record."""
-    from metabench.data.cache import write_cache  # torch: only once the data has passed its checks
+    """Check and decode every set, then place the zips in `target`, write the cache and the source record.
 
+    When the cache already holds this exact content (same digests, same transform), it is kept as is.
+    """
     checked = check_sets(zips, expectations)
-    started = time.perf_counter()
-    decoded = decode_sets(checked, expectations, workers=workers, progress=progress)
-    build_seconds = time.perf_counter() - started
+    if _cache_holds(checked, cache_dir):
+        decoded, build_seconds = None, 0.0  # this very content was decoded, image by image, into the cache
+    else:
+        started = time.perf_counter()
+        decoded = decode_sets(checked, expectations, workers=workers, progress=progress)
+        build_seconds = time.perf_counter() - started
     target.mkdir(parents=True, exist_ok=True)
     installed = {}
     for name, entry in checked.items():
@@ -129,10 +134,25 @@ def install(
         if not (destination.exists() and os.path.samefile(destination, entry.path)):
             atomic.copy(entry.path, destination)
         installed[name] = dataclasses.replace(entry, path=destination)
-    write_cache(installed, decoded, cache_dir, build_seconds=build_seconds)
+    from metabench.data.cache import adopt_sources, write_cache  # torch: only once the data passed its checks
+
+    reused = decoded is None and adopt_sources(installed, cache_dir)
+    if not reused:
+        if decoded is None:  # the index promised this content but its tensor file is gone
+            decoded = decode_sets(installed, expectations, workers=workers, progress=progress)
+        write_cache(installed, decoded, cache_dir, build_seconds=build_seconds)
     sets = {name: _describe(entry) | {"source": origin.get(name, "")} for name, entry in installed.items()}
     manifest_written = _record(target, sets)
-    return InstallReport(target, sets, cache_folder(cache_dir), build_seconds, manifest_written)
+    return InstallReport(target, sets, cache_folder(cache_dir), build_seconds, manifest_written, reused)
+
+
+def _cache_holds(checked: dict[str, CheckedSet], cache_dir: Path | None) -> bool:
+    """The cache was built by this transform from exactly these sets' content (torch-free check)."""
+    index = read_index(cache_folder(cache_dir))
+    digests = {name: entry.digest for name, entry in checked.items()}
+    if index is None or not same_recipe(index, set(checked)):
+        return False
+    return {name: entry.get("digest") for name, entry in index.get("sets", {}).items()} == digests
 
 
 def _describe(entry: CheckedSet) -> dict[str, Any]:
@@ -185,8 +205,9 @@ def info(data_dir: Path | str | None = None, cache_dir: Path | None = None) -> d
         if name in zips:
             entry["bytes"] = path.stat().st_size
             entry |= index["sets"][name] if current and index else _scan(name, path)
+            recorded = manifest.get(name, {})
             entry |= {
-                k: manifest[name][k] for k in ("source", "registered_at") if k in manifest.get(name, {})
+                k: recorded[k] for k in ("source", "registered_at", "verified_by", "md5") if k in recorded
             }
         sets[name] = entry
     image_sets = [sets[name] for name in IMAGE_SETS if "characters" in sets[name]]
@@ -196,10 +217,7 @@ def info(data_dir: Path | str | None = None, cache_dir: Path | None = None) -> d
         "installed": not missing,
         "hint": missing_data_message(folder, missing) if missing else None,
         "sets": sets,
-        "totals": {
-            key: sum(s[key] for s in image_sets) + (sets["runs"].get(key, 0) if key == "images" else 0)
-            for key in ("alphabets", "characters", "images")
-        },
+        "totals": {key: sum(s[key] for s in image_sets) for key in ("alphabets", "characters", "images")},
         "cache": _cache_info(cache_dir, index, current),
     }
 
