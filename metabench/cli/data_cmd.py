@@ -41,7 +41,7 @@ def _decode_progress(label: str) -> Iterator[Any]:
     """A progress bar over decoded images, on stderr so --json output stays clean."""
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True,
+        console=err_console, transient=True, disable=not err_console.is_terminal,
     ) as progress:  # fmt: skip
         task = progress.add_task(label, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
@@ -61,7 +61,7 @@ def download_command(
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=err_console,
+        TimeRemainingColumn(), console=err_console, disable=not err_console.is_terminal,
     ) as progress:  # fmt: skip
         tasks: dict[str, TaskID] = {}
 
