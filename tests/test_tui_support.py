@@ -12,12 +12,22 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable
+from textual.worker import WorkerCancelled
 
 
 async def settle(pilot: Pilot, rounds: int = 3) -> None:
-    """Let workers finish and the messages they post be handled (a few rounds: workers start workers)."""
+    """Let the short workers (database reads) finish and their messages be handled.
+
+    A few rounds, since workers start workers. Live runs (group "runs") are left running; a worker
+    superseded by a newer exclusive one ends cancelled, which is how it should end.
+    """
     for _ in range(rounds):
-        await pilot.app.workers.wait_for_complete()
+        for worker in list(pilot.app.workers):
+            if worker.group != "runs" and not worker.is_finished:
+                try:
+                    await worker.wait()
+                except WorkerCancelled:
+                    pass
         await pilot.pause()
 
 

@@ -33,7 +33,8 @@ class MetabenchApp(App[None]):
     SCREENS = {"catalog": CatalogScreen, "runs": RunsScreen, "leaderboard": LeaderboardScreen}
     MODES = {"catalog": "catalog", "runs": "runs", "leaderboard": "leaderboard"}
     DEFAULT_MODE = "catalog"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    # -narrow below 120 columns; -wide up to 169; -xwide from 170, where side panels fit.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide"), (170, "-xwide")]
     BINDINGS = [
         Binding("1", "show('catalog')", "Catalog", tooltip="The survey table and the papers"),
         Binding("2", "show('runs')", "Runs", tooltip="Run history and live runs"),

@@ -167,6 +167,7 @@ class RunSnapshot:
     key: int
     title: str
     run_id: str | None
+    events: int
     status: str
     phase: str
     step: int
@@ -174,6 +175,9 @@ class RunSnapshot:
     loss: float | None
     accuracy: float | None
     val_accuracy: float | None
+    test_done: int
+    test_total: int | None
+    test_accuracy: float | None
     steps_per_s: float | None
     eta_s: float | None
     losses: tuple[float, ...]
@@ -183,9 +187,11 @@ class RunSnapshot:
     episodes: int | None
     error: str | None
     resumable: bool
+    exited: bool  # the process has ended (a terminal event comes a moment before the exit)
 
     @property
     def done(self) -> bool:
+        """The run has reached its end state (finished, failed or interrupted)."""
         return self.status in TERMINAL_EVENTS
 
     @property
@@ -203,6 +209,7 @@ class LiveRun:
     key: int
     title: str
     run_id: str | None = None
+    events: int = 0  # how many events arrived (each one may not reach the screen: they coalesce)
     status: str = "starting"
     phase: str = "starting"
     step: int = 0
@@ -210,6 +217,9 @@ class LiveRun:
     loss: float | None = None
     accuracy: float | None = None
     val_accuracy: float | None = None
+    test_done: int = 0
+    test_total: int | None = None
+    test_accuracy: float | None = None
     steps_per_s: float | None = None
     eta_s: float | None = None
     losses: Curve = field(default_factory=Curve)
@@ -218,10 +228,13 @@ class LiveRun:
     final_ci95: float | None = None
     episodes: int | None = None
     error: str | None = None
+    can_resume: bool = True  # what the runner's "interrupted" event says
+    exited: bool = False
 
     def apply(self, event: Mapping[str, Any]) -> None:
         """Fold one event into the state; unknown keys and kinds are ignored (the runner may grow)."""
         kind = event.get("event")
+        self.events += 1
         if event.get("run_id"):
             self.run_id = str(event["run_id"])
         self.step = _int(event.get("step"), self.step)
@@ -240,6 +253,10 @@ class LiveRun:
                 self.accuracies.append(self.accuracy)
         elif kind == "validation":
             self.val_accuracy = _float(event.get("accuracy"), self.val_accuracy)
+        elif kind == "testing":
+            self.test_done = _int(event.get("episodes_done"), self.test_done)
+            self.test_total = _int(event.get("episodes"), self.test_total)
+            self.test_accuracy = _float(event.get("accuracy"), self.test_accuracy)
         elif kind == "finished":
             self.status = self.phase = "finished"
             self.final_accuracy = _float(event.get("accuracy"), None)
@@ -251,9 +268,11 @@ class LiveRun:
             self.error = one_line(str(event.get("error") or "the run failed without a message"))
         elif kind == "interrupted":
             self.status = self.phase = "interrupted"
+            self.can_resume = bool(event.get("resumable", True))
 
     def process_exited(self, returncode: int, stderr_tail: list[str]) -> None:
         """Account for the process ending; a run that died without a final event has failed."""
+        self.exited = True
         if self.status in TERMINAL_EVENTS:
             return
         self.status = self.phase = "failed"
@@ -265,6 +284,7 @@ class LiveRun:
             key=self.key,
             title=self.title,
             run_id=self.run_id,
+            events=self.events,
             status=self.status,
             phase=self.phase,
             step=self.step,
@@ -272,6 +292,9 @@ class LiveRun:
             loss=self.loss,
             accuracy=self.accuracy,
             val_accuracy=self.val_accuracy,
+            test_done=self.test_done,
+            test_total=self.test_total,
+            test_accuracy=self.test_accuracy,
             steps_per_s=self.steps_per_s,
             eta_s=self.eta_s,
             losses=tuple(self.losses.points),
@@ -280,7 +303,8 @@ class LiveRun:
             final_ci95=self.final_ci95,
             episodes=self.episodes,
             error=self.error,
-            resumable=self.status == "interrupted" and self.run_id is not None,
+            resumable=self.status == "interrupted" and self.run_id is not None and self.can_resume,
+            exited=self.exited,
         )
 
 

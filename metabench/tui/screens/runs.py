@@ -208,16 +208,15 @@ class RunsScreen(MainScreen):
         return next((m for m in self.monitors() if m.running == running), None)
 
     def action_cancel_run(self) -> None:
-        """Interrupt the focused (or newest) live run; pressing again kills it."""
+        """Interrupt the focused (or newest) live run after its current step; again: at once."""
         monitor = self._target_monitor(running=True)
         if monitor is None:
             self.notify("No run is training", severity="warning")
             return
         again = monitor.cancel_requested
         monitor.cancel()
-        self.notify(
-            "Killing the run" if again else "Cancelling: the run saves itself as interrupted", timeout=3
-        )
+        message = "Stopping at once" if again else "Cancelling after this step: the run stays resumable"
+        self.notify(message, timeout=3)
 
     async def cancel_all(self) -> None:
         """Interrupt every live run and wait until their processes have exited."""
@@ -228,7 +227,7 @@ class RunsScreen(MainScreen):
 
     def action_resume_run(self) -> None:
         """Resume the selected interrupted run (history), or an interrupted live run."""
-        monitor = next((m for m in self.monitors() if m.snapshot is not None and m.snapshot.resumable), None)
+        monitor = next((m for m in self.monitors() if m.snapshot.resumable and m.snapshot.exited), None)
         run = self.selected_run()
         if self.query_one("#history", DataTable).has_focus and run is not None:
             if run.status != "interrupted" or not run.resumable:
@@ -246,7 +245,7 @@ class RunsScreen(MainScreen):
     def action_dismiss_finished(self) -> None:
         """Remove the monitors of runs that have ended."""
         for monitor in self.monitors():
-            if not monitor.running and monitor.snapshot is not None and monitor.snapshot.done:
+            if monitor.snapshot is not None and monitor.snapshot.exited:
                 monitor.remove()
         self.call_after_refresh(self._hide_empty_live)
 

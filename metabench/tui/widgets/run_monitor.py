@@ -55,6 +55,7 @@ class RunMonitor(Vertical):
         self.live = LiveRun(key=key, title=title)
         self.process: asyncio.subprocess.Process | None = None
         self.cancel_requested = False
+        self.set_reactive(RunMonitor.snapshot, self.live.snapshot())
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="monitor-head"):
@@ -77,7 +78,7 @@ class RunMonitor(Vertical):
             yield Button("Dismiss", classes="dismiss-run", compact=True)
 
     def on_mount(self) -> None:
-        self.snapshot = self.live.snapshot()
+        self.watch_snapshot(self.snapshot)
         self.start()
 
     # --- the subprocess ------------------------------------------------------------------------
@@ -120,6 +121,8 @@ class RunMonitor(Vertical):
             await _terminate(process)
             drain.cancel()
             raise
+        finally:
+            _close_pipes(process)
         self.live.process_exited(returncode, list(stderr_tail))
         self._publish(ended=True)
 
@@ -134,11 +137,12 @@ class RunMonitor(Vertical):
         return self.process is not None and self.process.returncode is None
 
     def cancel(self) -> bool:
-        """Ask the run to stop (SIGTERM: it saves itself as interrupted); a second call kills it."""
+        """Ask the run to stop: SIGTERM makes it finish the current step, checkpoint and record itself
+        as interrupted; a second SIGTERM asks it to stop at once (the runner's own convention)."""
         if not self.running:
             return False
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL if self.cancel_requested else signal.SIGTERM)
+        self.process.send_signal(signal.SIGTERM)
         self.cancel_requested = True
         self.query_one(".monitor-status", Label).update(fmt.status_text("cancelling"))
         return True
@@ -154,12 +158,13 @@ class RunMonitor(Vertical):
     def resume(self) -> bool:
         """Continue an interrupted run from its checkpoint, in this same monitor."""
         snapshot = self.snapshot
-        if snapshot is None or not snapshot.resumable or self.running:
+        if snapshot is None or not snapshot.resumable or not snapshot.exited:
             return False
         assert snapshot.run_id is not None
         self.argv = resume_command(snapshot.run_id, self.db_path)
         self.live.status = self.live.phase = "starting"
         self.live.error = None
+        self.live.exited = False
         self.process = None
         self.snapshot = self.live.snapshot()
         self.start()
@@ -180,9 +185,16 @@ class RunMonitor(Vertical):
         self.query_one(".monitor-title", Label).update(head)
         self.query_one(".monitor-status", Label).update(fmt.status_text(status))
         bar = self.query_one(ProgressBar)
-        if snapshot.total_steps:
+        if snapshot.phase == "testing" and snapshot.test_total:
+            bar.update(total=snapshot.test_total, progress=snapshot.test_done)
+        elif snapshot.total_steps:
             bar.update(total=snapshot.total_steps, progress=snapshot.step)
+        elif snapshot.done:
+            bar.update(total=1, progress=1)  # nothing to train (pixels-nn): a full bar, not a pulse
         self.query_one(".monitor-rate", Label).update(self._rate_text(snapshot))
+        # A method without meta-training (pixels-nn) has no curves to draw.
+        trains = snapshot.total_steps != 0 and not snapshot.done
+        self.query_one(".monitor-curves").display = bool(snapshot.losses) or trains
         self.query_one(".loss-curve", Sparkline).data = list(snapshot.losses)
         self.query_one(".acc-curve", Sparkline).data = list(snapshot.accuracies)
         self.query_one(".loss-value", Label).update("-" if snapshot.loss is None else f"{snapshot.loss:.3f}")
@@ -190,9 +202,9 @@ class RunMonitor(Vertical):
         error = self.query_one(".monitor-error", Label)
         error.update(f"error: {snapshot.error}" if snapshot.error else "")
         error.display = bool(snapshot.error)
-        self.query_one(".cancel-run", Button).display = not snapshot.done
-        self.query_one(".resume-run", Button).display = snapshot.resumable
-        self.query_one(".dismiss-run", Button).display = snapshot.done
+        self.query_one(".cancel-run", Button).display = not snapshot.exited
+        self.query_one(".resume-run", Button).display = snapshot.resumable and snapshot.exited
+        self.query_one(".dismiss-run", Button).display = snapshot.exited
         self.set_class(snapshot.done, "-done")
         self.set_class(snapshot.status == "failed", "-failed")
 
@@ -202,13 +214,17 @@ class RunMonitor(Vertical):
         if snapshot.status == "finished":
             episodes = f" on {snapshot.episodes} episodes" if snapshot.episodes else ""
             return f"{steps}  test {fmt.fraction_ci(snapshot.final_accuracy, snapshot.final_ci95)}%{episodes}"
+        if snapshot.phase == "testing":
+            accuracy = snapshot.test_accuracy
+            running = "" if accuracy is None else f", running accuracy {fmt.fraction(accuracy, 1)}%"
+            return f"testing: {snapshot.test_done}/{snapshot.test_total or '?'} episodes{running}"
         return f"{steps}  {fmt.rate(snapshot.steps_per_s)} steps/s  ETA {fmt.duration(snapshot.eta_s)}"
 
     @staticmethod
     def _accuracy_text(snapshot: RunSnapshot) -> str:
-        text = fmt.fraction(snapshot.accuracy, 1)
+        text = fmt.fraction(snapshot.accuracy, 1) + "%"
         if snapshot.val_accuracy is not None:
-            text += f"  val {fmt.fraction(snapshot.val_accuracy, 1)}"
+            text += f"  val {fmt.fraction(snapshot.val_accuracy, 1)}%"
         return text
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -226,6 +242,14 @@ async def _collect_lines(stream: asyncio.StreamReader, tail: deque[str]) -> None
     # Drain stderr continuously (a full pipe would block the child) and keep its last lines.
     async for raw in stream:
         tail.append(raw.decode("utf-8", "replace").rstrip())
+
+
+def _close_pipes(process: asyncio.subprocess.Process) -> None:
+    # asyncio closes a finished child's transport only when it is garbage collected, which may be
+    # after the event loop has gone (tests, app exit): close it now.
+    transport = getattr(process, "_transport", None)
+    if transport is not None and process.returncode is not None:
+        transport.close()
 
 
 async def _terminate(process: asyncio.subprocess.Process) -> None:
