@@ -86,11 +86,19 @@ class Method(abc.ABC):
         return {}
 
     @classmethod
+    def preset_for(cls, preset: str, episode: EpisodeSpec) -> Preset:
+        """The budget `preset` gives this episode shape; the same for every shape unless a method's cost
+        grows so much with the ways that one budget cannot fit all (MAML's 20-way quick run)."""
+        if preset not in cls.presets:
+            raise ValueError(
+                f"method {cls.name!r} has no preset {preset!r}; choose one of {sorted(cls.presets)}"
+            )
+        return cls.presets[preset]
+
+    @classmethod
     def make_config(cls, preset: str, overrides: dict[str, str], episode: EpisodeSpec) -> Any:
         """The paper's config, with the preset's changes and then the user's --set overrides applied."""
-        if preset not in cls.presets:
-            raise ValueError(f"method {cls.name!r} has no preset {preset!r}; choose one of {sorted(cls.presets)}")
-        values = {**cls.paper_config(episode), **cls.presets[preset].config}
+        values = {**cls.paper_config(episode), **cls.preset_for(preset, episode).config}
         fields = {f.name: f for f in dataclasses.fields(cls.config_class)}
         for key, raw in overrides.items():
             if key not in fields:
@@ -103,7 +111,9 @@ class Method(abc.ABC):
 
 def _parse_value(key: str, raw: str, annotation: Any, config_class: type) -> Any:
     """Parse a --set string against the field's declared type (annotations are strings here)."""
-    type_name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    type_name = (
+        annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    )
     try:
         if type_name == "bool":
             lowered = raw.lower()

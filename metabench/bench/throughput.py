@@ -1,0 +1,151 @@
+"""Meta-training throughput (tasks/s) of the vectorized methods next to their per-task loop references."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from metabench.config import EpisodeSpec
+from metabench.methods.base import Method
+from metabench.methods.registry import get_method
+
+DEFAULT_METHODS = ("maml", "fomaml", "protonet")
+# The config value that selects each implementation; both exist in every benchmarked method.
+VECTORIZED, LOOP = "vectorized", "loop"
+
+
+@dataclass(frozen=True)
+class ThroughputRow:
+    """One method on one device: tasks per second of meta-training, vectorized and as a per-task loop."""
+
+    method: str
+    device: str  # e.g. "cpu" or "cuda (NVIDIA H100 80GB HBM3)"
+    setting: str  # e.g. "5w1s"
+    tasks_per_step: int  # tasks in one meta_train_step (the method's meta-batch)
+    vectorized_tasks_per_s: float
+    loop_tasks_per_s: float
+    speedup: float  # vectorized / loop: how many times faster the vectorized implementation is
+
+
+def available_devices() -> list[str]:
+    """The CPU, plus the first GPU when CUDA is available."""
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def measure_throughput(
+    methods: Sequence[str] = DEFAULT_METHODS,
+    devices: Sequence[str] | None = None,
+    episode: EpisodeSpec | None = None,
+    *,
+    meta_batch: int | None = None,
+    rounds: int = 3,
+    steps_per_round: int = 2,
+    protocol: str = "vinyals",
+    data_dir: str | None = None,
+    seed: int = 0,
+) -> list[ThroughputRow]:
+    """Time `meta_train_step` of each method with its paper config for `episode` (default 5-way 1-shot).
+
+    The vectorized and loop versions take turns, `rounds` times `steps_per_round` steps each after
+    one warm-up step apiece, so a machine that gets busier halfway through slows both alike; the
+    median round counts. `meta_batch` replaces every method's tasks per step (None: the paper's,
+    e.g. 32 for 5-way MAML and 1 for ProtoNets). Both versions draw the same training tasks from
+    the real training split of `protocol` and start from the same weights.
+
+    Raises ValueError for an unknown method or a device that is not there.
+    """
+    # Imported here so that `import metabench.bench.throughput` stays cheap for the CLI.
+    from metabench.data import load_protocol
+
+    episode = episode or EpisodeSpec(ways=5, shots=1, queries=15)
+    if rounds < 1 or steps_per_round < 1:
+        raise ValueError(f"rounds and steps_per_round must be positive; got {rounds} and {steps_per_round}")
+    classes = [get_method(name) for name in methods]
+    rows = []
+    for device_name in devices or available_devices():
+        device = _device(device_name)
+        sampler = load_protocol(protocol, device, data_dir=data_dir).train
+        for method_class in classes:
+            rows.append(
+                _measure(method_class, sampler, device, episode, meta_batch, rounds, steps_per_round, seed)
+            )
+    return rows
+
+
+def _device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was asked for but torch sees no GPU; measure on --device cpu")
+    return device
+
+
+def _describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _build(
+    method_class: type[Method],
+    episode: EpisodeSpec,
+    strategy: str,
+    meta_batch: int | None,
+    device: torch.device,
+    num_classes: int,
+    seed: int,
+) -> Method:
+    overrides = {"strategy": strategy}
+    if meta_batch is not None:
+        overrides["meta_batch"] = str(meta_batch)
+    config = method_class.make_config("paper", overrides, episode)
+    torch.manual_seed(seed)  # the same initial weights for both versions
+    return method_class(config, episode, device, num_classes)
+
+
+def _measure(
+    method_class: type[Method],
+    sampler,
+    device: torch.device,
+    episode: EpisodeSpec,
+    meta_batch: int | None,
+    rounds: int,
+    steps: int,
+    seed: int,
+) -> ThroughputRow:
+    versions = {
+        strategy: _build(method_class, episode, strategy, meta_batch, device, sampler.num_classes, seed)
+        for strategy in (VECTORIZED, LOOP)
+    }
+    generators = {strategy: torch.Generator().manual_seed(seed) for strategy in versions}
+    seconds: dict[str, list[float]] = {strategy: [] for strategy in versions}
+    for strategy, method in versions.items():
+        method.meta_train_step(sampler, generators[strategy])  # warm-up: allocator, kernels, autotuning
+    for _ in range(rounds):
+        for strategy, method in versions.items():
+            _synchronize(device)
+            began = time.perf_counter()
+            for _ in range(steps):
+                method.meta_train_step(sampler, generators[strategy])
+            _synchronize(device)
+            seconds[strategy].append((time.perf_counter() - began) / steps)
+    tasks = versions[VECTORIZED].config.meta_batch
+    vectorized = tasks / statistics.median(seconds[VECTORIZED])
+    loop = tasks / statistics.median(seconds[LOOP])
+    return ThroughputRow(
+        method=method_class.name,
+        device=_describe(device),
+        setting=episode.label,
+        tasks_per_step=tasks,
+        vectorized_tasks_per_s=vectorized,
+        loop_tasks_per_s=loop,
+        speedup=vectorized / loop,
+    )
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,1 @@
+"""Family B, learning to compare: Prototypical Networks."""

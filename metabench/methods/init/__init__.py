@@ -1,0 +1,1 @@
+"""Family A, learning to initialize: MAML and its first-order approximation."""

@@ -1,0 +1,123 @@
+"""MAML's inner loop, twice: vectorized over tasks with torch.func, and as a per-task autograd loop.
+
+Both compute the same maths. For every task t of a batch: start from the shared parameters,
+take `steps` gradient steps of size `lr` on the support loss, then score the query set with the
+adapted parameters. With `first_order` the inner gradients are treated as constants, which gives
+first-order MAML's meta-gradient (Finn et al. 2017, section 5.2; Nichol et al. 2018).
+
+- `vectorized`: `torch.func.vmap` over the task dimension of `torch.func.grad` inner steps; one
+  call evaluates the whole batch, and outer autograd differentiates through it (second order).
+- `loop`: the reference as learn2learn writes it, one task at a time with
+  `torch.autograd.grad(create_graph=...)`, backpropagating each task's query loss separately.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from metabench.data.episode import Episode
+
+Strategy = Literal["vectorized", "loop"]
+Params = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class InnerLoop:
+    """How a task adapts: number of gradient steps, their size, and whether second order terms flow."""
+
+    steps: int
+    lr: float
+    first_order: bool = False
+
+
+def _loss(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(functional_call(model, params, (x,)), y)
+
+
+def _adapt(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, inner: InnerLoop) -> Params:
+    """`inner.steps` plain gradient steps on one task's support loss (traced by torch.func)."""
+    for _ in range(inner.steps):
+        grads = grad(partial(_loss, model))(params, x, y)
+        if inner.first_order:
+            grads = {name: g.detach() for name, g in grads.items()}
+        params = {name: p - inner.lr * grads[name] for name, p in params.items()}
+    return params
+
+
+def _task_query(
+    model: nn.Module,
+    inner: InnerLoop,
+    params: Params,
+    support: torch.Tensor,
+    support_labels: torch.Tensor,
+    query: torch.Tensor,
+    query_labels: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adapt to one task's support set; return its query loss and query accuracy."""
+    adapted = _adapt(model, params, support, support_labels, inner)
+    logits = functional_call(model, adapted, (query,))
+    loss = F.cross_entropy(logits, query_labels)
+    accuracy = (logits.argmax(dim=-1) == query_labels).float().mean()
+    return loss, accuracy
+
+
+def vectorized_query(
+    model: nn.Module, params: Params, episode: Episode, inner: InnerLoop
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query losses and accuracies of every task, float [B] each, differentiable w.r.t. `params`."""
+    per_task = vmap(partial(_task_query, model, inner), in_dims=(None, 0, 0, 0, 0))
+    return per_task(params, episode.support, episode.support_labels, episode.query, episode.query_labels)
+
+
+def _loop_adapt(
+    model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, inner: InnerLoop, train: bool
+):
+    for _ in range(inner.steps):
+        with torch.enable_grad():
+            loss = _loss(model, params, x, y)
+            grads = torch.autograd.grad(
+                loss, list(params.values()), create_graph=train and not inner.first_order
+            )
+        params = {name: p - inner.lr * g for (name, p), g in zip(params.items(), grads, strict=True)}
+    return params
+
+
+def loop_query(
+    model: nn.Module,
+    params: Params,
+    episode: Episode,
+    inner: InnerLoop,
+    backward: Callable[[torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-task reference: returns the same [B] losses and accuracies as `vectorized_query`.
+
+    With `backward`, each task's query loss is handed to it right away (as learn2learn's examples
+    call `.backward()` per task), so only one task's graph is alive at a time; the returned losses
+    are then detached. Without it, nothing is differentiated beyond the inner steps.
+    """
+    losses, accuracies = [], []
+    for t in range(episode.batch_size):
+        if backward is None:
+            # Evaluation: the adapted parameters need the inner gradients but no graph back to `params`.
+            start = {name: p.detach().requires_grad_() for name, p in params.items()}
+        else:
+            start = params
+        adapted = _loop_adapt(
+            model, start, episode.support[t], episode.support_labels[t], inner, backward is not None
+        )
+        with torch.set_grad_enabled(backward is not None):
+            logits = functional_call(model, adapted, (episode.query[t],))
+            loss = F.cross_entropy(logits, episode.query_labels[t])
+        if backward is not None:
+            backward(loss)
+        losses.append(loss.detach())
+        accuracies.append((logits.argmax(dim=-1) == episode.query_labels[t]).float().mean())
+    return torch.stack(losses), torch.stack(accuracies)
