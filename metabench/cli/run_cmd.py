@@ -102,7 +102,7 @@ def run_command(
     try:
         record = run(spec, sink, db_path=db, results_dir=results, resume=resume, data_dir=data, device=device)
     except KeyboardInterrupt:  # before the run existed (e.g. while loading data): nothing to resume
-        err_console.print("interrupted before the run started; nothing was recorded")
+        typer.echo("interrupted before the run started; nothing was recorded", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         if isinstance(sink, RichProgressSink):
@@ -112,9 +112,9 @@ def run_command(
     if record.status == "failed":
         fail(record.error or "the run failed")
     if record.status == "interrupted":
-        err_console.print(
+        typer.echo(
             f"interrupted at step {record.steps_done}; continue with: metabench run --resume {record.run_id}",
-            highlight=False,
+            err=True,
         )
         raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -139,6 +139,7 @@ class RichProgressSink:
             console=err_console,
         )
         self.tasks: dict[str, Any] = {}
+        self.live = False
 
     def emit(self, event: Any) -> None:
         kind, out = event.kind, self.progress.console
@@ -150,6 +151,7 @@ class RichProgressSink:
                 f"on {event.device}"
             )
             self.progress.start()
+            self.live = True
             if event.total_steps:
                 self.tasks["train"] = self.progress.add_task(
                     "train", total=event.total_steps, completed=event.step, stats=""
@@ -180,7 +182,9 @@ class RichProgressSink:
             self.close()
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.live:  # stopping a display that never started would print blank lines
+            self.progress.stop()
+            self.live = False
 
 
 # --- runs --------------------------------------------------------------------------------------
@@ -344,18 +348,12 @@ def leaderboard_command(
     if not boards:
         console.print("no finished runs match; start one with `metabench run METHOD`")
     for board in boards:
-        columns = (
-            "#",
-            "method",
-            "accuracy %",
-            "published %",
-            "diff",
-            "vs above",
-            "budget",
-            "device",
-            "train",
-        )
-        table = Table(*columns, title=board.setting.title, title_justify="left")
+        table = Table("#", title=board.setting.title, title_justify="left")
+        table.add_column("method", no_wrap=True)  # names are what the reader scans for: never cut them
+        for column in ("accuracy %", "published %", "diff", "vs above", "budget"):
+            table.add_column(column)
+        table.add_column("device", overflow="fold")
+        table.add_column("train", no_wrap=True)
         for row in board.rows:
             published = (
                 "-" if row.published is None else _accuracy(row.published / 100, _scaled(row.published_ci))
@@ -399,7 +397,7 @@ def export_command(
         atomic_write_text(out, document)
     except OSError as exc:
         raise MetabenchError(f"cannot write {out}: {exc.strerror}; choose another --out") from None
-    err_console.print(f"wrote {out}", highlight=False)
+    typer.echo(f"wrote {out}", err=True)
 
 
 # --- helpers -----------------------------------------------------------------------------------

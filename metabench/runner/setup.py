@@ -7,14 +7,14 @@ from typing import Any
 
 import torch
 
-from metabench.config import PRESETS, PROTOCOLS, RunSpec
-from metabench.data import load_protocol
+from metabench.config import PRESETS, RunSpec
+from metabench.data.protocols import PROTOCOL_NAMES, load_protocol
 from metabench.errors import MetabenchError
 from metabench.methods.base import Method
 from metabench.methods.registry import get_method
 from metabench.runner.environment import resolve_device
 
-VALIDATION_EPISODES = 100  # at most; fewer when the test set itself is smaller
+VALIDATION_EPISODES = 100  # at most: validation tracks the trend, the test set measures the result
 CHECKPOINTS_PER_RUN = 10  # when the preset does not say how often to validate
 
 
@@ -40,8 +40,8 @@ def resolve_spec(spec: RunSpec) -> tuple[RunSpec, type[Method], int]:
         method_class = get_method(spec.method)
     except ValueError as exc:
         raise MetabenchError(f"{exc}; see `metabench methods`") from None
-    if spec.protocol not in PROTOCOLS:
-        raise MetabenchError(f"unknown protocol {spec.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if spec.protocol not in PROTOCOL_NAMES:
+        raise MetabenchError(f"unknown protocol {spec.protocol!r}; choose one of {', '.join(PROTOCOL_NAMES)}")
     if spec.preset not in PRESETS or spec.preset not in method_class.presets:
         choices = [p for p in PRESETS if p in method_class.presets]
         raise MetabenchError(
@@ -73,15 +73,17 @@ def prepare(spec: RunSpec, data_dir: str | None = None) -> Prepared:
         raise MetabenchError(str(exc)) from None
     device = resolve_device(spec.device)
     data = load_protocol(spec.protocol, device, data_dir=data_dir)
-    available = min(data.train.num_classes, data.val.num_classes, data.test.num_classes)
+    spec = _fit_test_set(spec, data)
     try:
-        spec.episode.validate(available_classes=available)
+        for sampler in (data.train, data.val, data.test):
+            sampler.check(spec.episode)
     except ValueError as exc:
         raise MetabenchError(f"{exc} (protocol {spec.protocol})") from None
-    overlap = set(data.train_class_ids) & set(data.test_class_ids)
+    # Rotations of one character are different classes but the same drawing: compare characters.
+    overlap = {_character(i) for i in data.train_class_ids} & {_character(i) for i in data.test_class_ids}
     if overlap:
         raise MetabenchError(
-            f"protocol {spec.protocol} shares {len(overlap)} classes between train and test; "
+            f"protocol {spec.protocol} shares {len(overlap)} characters between train and test; "
             "its split definition is wrong and no result of it would mean anything"
         )
     # The method's initial weights come from the global generator: seed it just before.
@@ -97,8 +99,28 @@ def prepare(spec: RunSpec, data_dir: str | None = None) -> Prepared:
         data=data,
         device=device,
         validate_every=validate_every,
-        validation_episodes=min(VALIDATION_EPISODES, spec.eval_episodes or 1),
+        validation_episodes=max(1, min(VALIDATION_EPISODES, (spec.eval_episodes or 0) // 4)),
     )
+
+
+def _fit_test_set(spec: RunSpec, data: Any) -> RunSpec:
+    """Lake's official runs impose their own shape (20-way 1-shot, 1 query) and number (20)."""
+    shape = getattr(data, "test_spec", None)
+    if shape is None:
+        return spec
+    if spec.episode != shape:
+        raise MetabenchError(
+            f"protocol {spec.protocol} tests on fixed {shape.label} tasks with {shape.queries} query per "
+            f"class: use --ways {shape.ways} --shots {shape.shots} --queries {shape.queries}"
+        )
+    runs = data.test.num_classes // shape.ways
+    return replace(spec, eval_episodes=min(spec.eval_episodes or runs, runs))
+
+
+def _character(class_id: str) -> str:
+    """'Alphabet/character07/rot090' -> 'Alphabet/character07'."""
+    head, sep, tail = class_id.rpartition("/rot")
+    return head if sep and tail.isdigit() else class_id
 
 
 def _check_count(option: str, value: object, minimum: int) -> None:
