@@ -12,7 +12,7 @@ from metabench.config import EpisodeSpec
 from metabench.data.cache import OmniglotCache, load_cache
 from metabench.data.episodes import evaluation_episodes
 from metabench.data.install import MANIFEST_NAME, import_data, info
-from metabench.data.protocols import ProtocolData, load_protocol
+from metabench.data.protocols import ProtocolData, load_protocol, run_characters
 from metabench.data.splits import ProtocolSplits, check_disjoint, lake_splits, make_split, vinyals_splits
 from metabench.errors import MetabenchError
 
@@ -159,6 +159,9 @@ def test_lake_runs_are_the_published_runs(real_cache: OmniglotCache, omniglot_di
         first = zf.read("run01/class_labels.txt").decode().split()
     expected = [int(target[-6:-4]) - 1 for target in first[1::2]]  # ".../classNN.png" -> NN - 1
     assert labels[0].tolist() == expected
+    # Every run drawing is an evaluation-set drawing, so training on the background set is disjoint from it.
+    characters = run_characters(real_cache)
+    assert {real_cache.sets[c] for c in characters} == {"evaluation"} and 20 <= len(characters) <= 400
 
 
 def test_overlapping_splits_are_refused(real_cache: OmniglotCache) -> None:

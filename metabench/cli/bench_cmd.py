@@ -22,11 +22,19 @@ def sampler_command(
     ),
     protocol: str = typer.Option("vinyals", "--protocol", help="Protocol whose training split is sampled."),
     seconds: float = typer.Option(1.0, "--seconds", min=0.0, help="Minimum time spent on each measurement."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch (default: torch's own choice)."
+    ),
     json_output: bool = JsonOption,
 ) -> None:
     """Episodes per second for 5w1s15q, 20w5s15q and 60w5s5q, and sampling's cost beside a Conv-4 step."""
+    import torch
+
     from metabench.bench.sampler import available_devices, bench_sampler
     from metabench.data.protocols import load_protocol
+
+    if threads:
+        torch.set_num_threads(threads)
 
     devices = [device] if device else available_devices()
     if device and device not in ("cpu", "cuda"):
@@ -40,20 +48,13 @@ def sampler_command(
     if json_output:
         print_json([r.to_dict() for r in results])
         return
-    table = Table(
-        title=f"Episode sampler on the {protocol} training split", title_justify="left", box=box.SIMPLE
-    )
-    for heading in (
-        "Device",
-        "Setting",
-        "Tasks",
-        "Images",
-        "Episodes/s",
-        "Sample ms",
-        "Conv-4 step ms",
-        "Cost",
-    ):
-        table.add_column(heading, justify="left" if heading in ("Device", "Setting") else "right")
+    title = f"Episode sampler on the {protocol} training split ({torch.get_num_threads()} CPU threads)"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE, pad_edge=False)
+    headings = ("Device", "Setting", "Tasks", "Images", "Episodes/s", "Sample", "Conv-4", "Cost")
+    for heading in headings:
+        table.add_column(
+            heading, justify="left" if heading in ("Device", "Setting") else "right", no_wrap=True
+        )
     for r in results:
         table.add_row(
             r.device,
@@ -67,6 +68,6 @@ def sampler_command(
         )
     console.print(table)
     console.print(
-        "Tasks: tasks drawn per call (the meta-batch); Cost: sampling time as a share of one Conv-4 "
-        "forward/backward on the same batch (target: under 2%)."
+        "Tasks: tasks drawn per call (the meta-batch). Sample: ms to draw them. Conv-4: ms for one "
+        "forward/backward of a Conv-4 on the same batch. Cost: Sample / Conv-4 (target: under 2%)."
     )

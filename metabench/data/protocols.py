@@ -82,6 +82,13 @@ def load_protocol(
             "protocol lake-runs needs all_runs.zip in the data folder: run `metabench data download`, "
             "or `metabench data import PATH` with a folder holding it"
         )
+    shared = run_characters(cache) & (splits.train.characters | splits.val.characters)
+    if shared:
+        raise MetabenchError(
+            f"{len(shared)} characters of Lake's runs are also training characters (e.g. "
+            f"{cache.characters[min(shared)]}); the data is not the official Omniglot: check it with "
+            "`metabench data verify`"
+        )
     runs_test = OfficialRunsSampler(runs.training, runs.test, runs.labels, resolved)
     ways = runs.labels.shape[1]
     test_ids = [f"lake-runs/{name}/class{c + 1:02d}" for name in runs.names for c in range(ways)]
@@ -96,6 +103,20 @@ def load_protocol(
         list(splits.val.ids),
         test_spec=runs_test.spec,
     )
+
+
+def run_characters(cache: OmniglotCache) -> set[int]:
+    """The characters whose drawings Lake's runs show, found by 64-bit pixel fingerprints."""
+    assert cache.runs is not None
+    pixels = cache.images[0, 0].numel()  # 784: a multiple of 8, so each image reads as 98 int64 words
+    weights = torch.randint(-(2**62), 2**62, (pixels // 8,), generator=torch.Generator().manual_seed(0))
+
+    def keys(images: torch.Tensor) -> torch.Tensor:  # a 64-bit fingerprint per image; overflow just wraps
+        return (images.reshape(-1, pixels).contiguous().view(torch.int64) * weights).sum(dim=1)
+
+    runs = torch.cat([cache.runs.training, cache.runs.test])
+    found = torch.isin(keys(cache.images), keys(runs)).nonzero().squeeze(1)
+    return set((found // cache.images.shape[1]).tolist())
 
 
 def _sampler(
