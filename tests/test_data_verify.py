@@ -211,3 +211,13 @@ def test_import_of_a_file_or_missing_folder_says_what_to_give(tmp_path: Path) ->
         MetabenchError, match="is not a folder; give the folder holding images_background.zip"
     ):
         import_data(tmp_path / "nope", tmp_path / "data", tmp_path / "cache")
+
+
+def test_importing_a_folder_in_place_writes_nothing_into_it(tmp_path: Path) -> None:
+    """METABENCH_DATA may name a shared copy: registering it must not write into it."""
+    source = tmp_path / "shared"
+    build_fake_omniglot(source)
+    before = snapshot(source)
+    report = import_data(source, source, tmp_path / "cache", expectations=SMALL)
+    assert not report.manifest_written and snapshot(source) == before
+    assert load_cache(source, tmp_path / "cache", expectations=SMALL).images.shape == (6, 20, 28, 28)

@@ -119,9 +119,7 @@ def _print_install(report: Any, json_output: bool) -> None:
     )
     console.print(f"installed in {escape(str(report.data_dir))}; {cache}")
     if not report.manifest_written:
-        console.print(
-            f"[yellow]note[/]: {escape(str(report.data_dir))} is read-only, so the source was not recorded"
-        )
+        console.print("note: imported in place (or the folder is read-only), so no source record was written")
 
 
 @app.command("info")

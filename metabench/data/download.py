@@ -167,7 +167,7 @@ def download_omniglot(
                 )
         zips[name] = path
     origin = {name: table[name].url for name in zips}
-    return install(zips, target, origin, cache_dir, expectations, workers, decode_progress)
+    return install(zips, target, origin, cache_dir, expectations, workers, decode_progress, record=True)
 
 
 def _already_good(name: str, path: Path, source: SetSource, expectations: Expectations) -> bool:

@@ -115,10 +115,13 @@ def install(
     expectations: Expectations = OMNIGLOT,
     workers: int | None = None,
     progress: Progress | None = None,
+    record: bool | None = None,
 ) -> InstallReport:
     """Check and decode every set, then place the zips in `target`, write the cache and the source record.
 
     When the cache already holds this exact content (same digests, same transform), it is kept as is.
+    The source record is written when `record`, by default only when zips were copied in: a folder
+    imported in place (say, a shared read-only copy that METABENCH_DATA names) is left untouched.
     """
     checked = check_sets(zips, expectations)
     if _cache_holds(checked, cache_dir):
@@ -128,11 +131,12 @@ def install(
         decoded = decode_sets(checked, expectations, workers=workers, progress=progress)
         build_seconds = time.perf_counter() - started
     target.mkdir(parents=True, exist_ok=True)
-    installed = {}
+    installed, copied = {}, False
     for name, entry in checked.items():
         destination = target / SOURCES[name].file_name
         if not (destination.exists() and os.path.samefile(destination, entry.path)):
             atomic.copy(entry.path, destination)
+            copied = True
         installed[name] = dataclasses.replace(entry, path=destination)
     from metabench.data.cache import adopt_sources, write_cache  # torch: only once the data passed its checks
 
@@ -142,7 +146,7 @@ def install(
             decoded = decode_sets(installed, expectations, workers=workers, progress=progress)
         write_cache(installed, decoded, cache_dir, build_seconds=build_seconds)
     sets = {name: _describe(entry) | {"source": origin.get(name, "")} for name, entry in installed.items()}
-    manifest_written = _record(target, sets)
+    manifest_written = _record(target, sets) if (copied if record is None else record) else False
     return InstallReport(target, sets, cache_folder(cache_dir), build_seconds, manifest_written, reused)
 
 
@@ -171,7 +175,7 @@ def _describe(entry: CheckedSet) -> dict[str, Any]:
 
 
 def _record(target: Path, sets: dict[str, dict[str, Any]]) -> bool:
-    """Write the source record; a read-only data folder (a shared copy) is reported, not an error."""
+    """Write the source record; a folder we cannot write to is reported, not an error."""
     manifest = read_manifest(target)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     for name, description in sets.items():
