@@ -42,9 +42,17 @@ def record_path(results_dir: Path, run_id: str) -> Path:
 
 
 def write_record_file(record: RunRecord, results_dir: Path) -> Path:
-    """Write the record as indented, key-sorted JSON (stable diffs when committed) and return its path."""
+    """Write the record as indented, key-sorted JSON (stable diffs when committed) and return its path.
+
+    The per-episode accuracies go last, on one line: a thousand numbers one per line would bury
+    the rest of the record.
+    """
+    data = record.to_dict()
+    episodes = data.pop("episode_accuracies")
+    text = json.dumps(data, indent=2, sort_keys=True)
+    text = text[: text.rindex("}")].rstrip() + f',\n  "episode_accuracies": {json.dumps(episodes)}\n}}\n'
     path = record_path(results_dir, record.run_id)
-    atomic_write_text(path, json.dumps(record.to_dict(), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, text)
     return path
 
 

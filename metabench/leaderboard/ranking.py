@@ -32,10 +32,10 @@ class Setting:
 
     @property
     def title(self) -> str:
+        queries = f"{self.queries} {'query' if self.queries == 1 else 'queries'} per class"
         return (
             f"Omniglot {self.protocol}, {self.ways}-way {self.shots}-shot "
-            f"({self.queries} queries per class, {self.eval_episodes} test episodes, "
-            f"eval seed {self.eval_seed})"
+            f"({queries}, {self.eval_episodes} test episodes, eval seed {self.eval_seed})"
         )
 
 

@@ -35,6 +35,23 @@ For example:
      "total_steps":200,"loss":0.41,"accuracy":0.87,"steps_per_s":12.5,"eta_s":12.8}
 
 The exit code of `metabench run` is 0 when finished, 1 when failed, 130 when interrupted.
+
+Record (<results>/runs/<run_id>.json, `metabench runs show --json`; RunRecord.to_dict/from_dict)
+-----------------------------------------------------------------------------------------------
+    {"format": 1, "run_id": "...", "status": "finished|failed|interrupted|running",
+     "method": "protonet", "family": "B", "protocol": "vinyals",
+     "episode": {"ways": 5, "shots": 1, "queries": 15}, "preset": "quick", "meta_steps": 600,
+     "eval_episodes": 1000, "seed": 0,
+     "spec": {RunSpec.to_dict(): the source of truth; the flat copies above are for readers},
+     "spec_hash": "12 hex", "transductive": false, "eval_seed": 20160613, "eval_batch_size": 25,
+     "steps_done": 600, "created_at": "2026-01-01T12:00:00Z", "finished_at": "...",
+     "versions": {"metabench", "torch", "cuda", "python"}, "device_type": "cpu|cuda",
+     "device_name": "NVIDIA H100 80GB HBM3", "data_digest": "...", "wall_time_s", "train_time_s",
+     "eval_time_s", "tasks_per_s" (null when the method samples no episodes), "peak_rss_mb",
+     "peak_cuda_mb" (null on the CPU), "accuracy", "ci95" (fractions; 1.96 * std / sqrt(n)),
+     "error" (one line, failed runs), "resumable",
+     "curve": [{"step", "loss", "train_accuracy", "val_accuracy"}],
+     "episode_accuracies": [one per test episode, in the order of the fixed evaluation set]}
 """
 
 from __future__ import annotations

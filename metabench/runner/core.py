@@ -149,6 +149,7 @@ class _Session:
         self.checkpoint_step: int | None = None
         self.consistent = True  # False while the method's state is between two steps
         self.eval_time_s = 0.0
+        self.final_record: RunRecord | None = None
         self.started = time.perf_counter()
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -165,7 +166,8 @@ class _Session:
                 accuracies = self._test(stop)
                 return self._finish(accuracies)
             except KeyboardInterrupt:
-                return self._interrupted()
+                # After the finished record is stored, a late interrupt changes nothing.
+                return self.final_record or self._interrupted()
             except NonFiniteLoss as exc:
                 kept = f"; checkpoint of step {self.checkpoint_step} kept" if self.checkpoint_step else ""
                 return self._failed(f"{exc}{kept}; lower the learning rate with --set")
@@ -282,7 +284,10 @@ class _Session:
             self.p.data.test, self.spec.episode, episodes, EVAL_BATCH_SIZE, seed=EVAL_SEED
         ):
             stop.check()
-            accuracies.extend(self.method.evaluate(batch).detach().float().cpu().tolist())
+            # Six decimals hold every k / (N*Q) faithfully and drop float32 noise from the records.
+            accuracies.extend(
+                round(a, 6) for a in self.method.evaluate(batch).detach().float().cpu().tolist()
+            )
             now = time.perf_counter()
             if now - last_event >= 0.1 or len(accuracies) >= episodes:
                 last_event = now
@@ -303,6 +308,7 @@ class _Session:
         record = self._record("finished", accuracy=accuracy, ci95=ci95, accuracies=tuple(accuracies))
         write_record_file(record, self.results)
         self._save(record)
+        self.final_record = record
         self.sink.emit(
             Finished(
                 run_id=self.run_id,
