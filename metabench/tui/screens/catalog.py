@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events, on, work
@@ -14,50 +13,17 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from metabench.catalog import (
-    FAMILY_LABELS,
-    Facets,
-    Paper,
-    SurveyTable,
-    ensure_catalog,
-    facets,
-    list_cells,
-    search_papers,
-    survey_table,
-)
+from metabench.tui import store
 from metabench.tui.screens.base import MainScreen
 from metabench.tui.screens.paper import PaperScreen
-from metabench.tui.store import connect
+from metabench.tui.store import PaperQuery
 from metabench.tui.widgets.survey_table import SurveyTableView
+
+if TYPE_CHECKING:
+    from metabench.catalog import Facets, Paper, SurveyTable
 
 FILTERS = ("application", "family", "year", "venue")
 FIXED_COLUMNS = {"citation": 24, "venue": 16, "year": 4}
-
-
-@dataclass(frozen=True)
-class PaperQuery:
-    """What the paper list shows: free text plus the four facet filters (None: any)."""
-
-    text: str = ""
-    application: str | None = None
-    family: str | None = None
-    year: int | None = None
-    venue: str | None = None
-
-    @property
-    def filtered(self) -> bool:
-        return any(getattr(self, name) is not None for name in FILTERS)
-
-
-def find_papers(db_path: Path, query: PaperQuery) -> list[Paper]:
-    """Papers matching the text (best first), kept to those cited in table cells that pass the filters."""
-    with connect(db_path) as db:
-        papers = search_papers(db, query.text, limit=None)
-        if not query.filtered:
-            return papers
-        cells = list_cells(db, query.application, query.family, query.year, query.venue)
-    allowed = {cell.cite_key for cell in cells}
-    return [paper for paper in papers if paper.cite_key in allowed]
 
 
 class CatalogScreen(MainScreen):
@@ -107,12 +73,8 @@ class CatalogScreen(MainScreen):
 
     @work(thread=True, exclusive=True, group="catalog-load", exit_on_error=False)
     def load_catalog(self) -> None:
-        db_path = self.app.db_path  # type: ignore[attr-defined]
         try:
-            with connect(db_path) as db:
-                ensure_catalog(db)
-                table = survey_table(db)
-                counts = facets(db)
+            table, counts = store.load_catalog(self.app.db_path)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - shown to the user, the app keeps running
             self.app.call_from_thread(self._load_failed, str(exc))
             return
@@ -125,6 +87,8 @@ class CatalogScreen(MainScreen):
         self.notify(f"cannot load the catalog: {message}", severity="error", timeout=10)
 
     def _show_catalog(self, table: SurveyTable, counts: Facets) -> None:
+        from metabench.catalog.model import FAMILY_LABELS  # loaded already, with the data
+
         survey = self.query_one("#survey", SurveyTableView)
         survey.loading = False
         survey.show(table)
@@ -163,7 +127,7 @@ class CatalogScreen(MainScreen):
         """Run the current query off the UI thread; a newer query supersedes this one."""
         query = self.app.call_from_thread(self.current_query)
         try:
-            papers = find_papers(self.app.db_path, query)  # type: ignore[attr-defined]
+            papers = store.find_papers(self.app.db_path, query)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.notify, f"search failed: {exc}", severity="error")
             return

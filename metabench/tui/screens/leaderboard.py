@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
@@ -11,18 +12,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Label
 
-from metabench.leaderboard import (
-    Leaderboard,
-    RunRecord,
-    atomic_write_text,
-    build_leaderboards,
-    get_run,
-    render_markdown,
-)
+if TYPE_CHECKING:
+    from metabench.leaderboard import Leaderboard
+    from metabench.leaderboard.records import RunRecord
+
+from metabench.tui import store
 from metabench.tui.screens.base import MainScreen
 from metabench.tui.screens.dialogs import PathScreen
 from metabench.tui.screens.run_record import RunRecordScreen
-from metabench.tui.store import connect
 from metabench.tui.widgets.leaderboard_table import TRANSDUCTIVE_MARK, LeaderboardTable
 from metabench.tui.widgets.run_detail import RunDetail
 
@@ -73,8 +70,7 @@ class LeaderboardScreen(MainScreen):
     def reload(self) -> None:
         """Rebuild every board from the database (finished runs only)."""
         try:
-            with connect(self.app.db_path) as db:  # type: ignore[attr-defined]
-                boards = build_leaderboards(db, all_runs=self.all_runs)
+            boards = store.leaderboards(self.app.db_path, self.all_runs)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self._load_failed, str(exc))
             return
@@ -144,8 +140,7 @@ class LeaderboardScreen(MainScreen):
 
     @work(thread=True, exclusive=True, group="leaderboard-detail", exit_on_error=False)
     def load_detail(self, run_id: str) -> None:
-        with connect(self.app.db_path) as db:  # type: ignore[attr-defined]
-            record = get_run(db, run_id)
+        record = store.run_record(self.app.db_path, run_id)  # type: ignore[attr-defined]
         self.app.call_from_thread(self._show_detail, record)
 
     def _show_detail(self, record: RunRecord | None) -> None:
@@ -190,14 +185,12 @@ class LeaderboardScreen(MainScreen):
     def export(self, path: Path) -> None:
         """Render the boards as they are in the database now and write them atomically."""
         try:
-            with connect(self.app.db_path) as db:  # type: ignore[attr-defined]
-                boards = build_leaderboards(db, all_runs=self.all_runs)
-            atomic_write_text(path, render_markdown(boards))
+            count = store.export_leaderboard(self.app.db_path, path, self.all_runs)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - e.g. an unwritable folder: say so, keep running
             self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error", timeout=10)
             return
         where = path.resolve()
-        settings = f"{len(boards)} setting{'s' if len(boards) != 1 else ''}"
+        settings = f"{count} setting{'s' if count != 1 else ''}"
         self.app.call_from_thread(self.notify, f"Wrote {settings} to {where}", title="Leaderboard exported")
 
     def screen_commands(self) -> Iterable[SystemCommand]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,12 +12,16 @@ from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Label, Static
 
-from metabench.catalog import PaperRecord, family_heading, get_paper
-from metabench.tui.store import connect
+from metabench.tui import store
+
+if TYPE_CHECKING:
+    from metabench.catalog.model import PaperRecord
 
 
 def record_markup(record: PaperRecord) -> str:
     """The bibliographic part of the record as Textual content markup."""
+    from metabench.catalog.model import family_heading  # loaded already, with the record
+
     paper = record.paper
     lines = [
         f"[b]{escape(paper.title)}[/b]",
@@ -71,8 +77,7 @@ class PaperScreen(ModalScreen[None]):
 
     @work(thread=True, exit_on_error=False)
     def load(self) -> None:
-        with connect(self.app.db_path) as db:  # type: ignore[attr-defined]
-            record = get_paper(db, self.cite_key)
+        record = store.paper_record(self.app.db_path, self.cite_key)  # type: ignore[attr-defined]
         self.app.call_from_thread(self._show, record)
 
     def _show(self, record: PaperRecord | None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -9,9 +11,11 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer
 
-from metabench.leaderboard import RunRecord, get_run
-from metabench.tui.store import connect
+from metabench.tui import store
 from metabench.tui.widgets.run_detail import RunDetail
+
+if TYPE_CHECKING:
+    from metabench.leaderboard.records import RunRecord
 
 
 class RunRecordScreen(ModalScreen[None]):
@@ -36,8 +40,7 @@ class RunRecordScreen(ModalScreen[None]):
 
     @work(thread=True, exit_on_error=False)
     def load(self) -> None:
-        with connect(self.app.db_path) as db:  # type: ignore[attr-defined]
-            record = get_run(db, self.run_id)
+        record = store.run_record(self.app.db_path, self.run_id)  # type: ignore[attr-defined]
         self.app.call_from_thread(self._show, record)
 
     def _show(self, record: RunRecord | None) -> None:

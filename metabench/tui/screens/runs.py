@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -13,13 +14,15 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Label
 from textual.worker import get_current_worker
 
-from metabench.leaderboard import RunSummary, list_runs
 from metabench.tui import formatting as fmt
+from metabench.tui import store
 from metabench.tui.run_process import RunRequest, resume_command, run_command
 from metabench.tui.screens.base import MainScreen
 from metabench.tui.screens.run_record import RunRecordScreen
-from metabench.tui.store import connect
 from metabench.tui.widgets.run_monitor import RunMonitor
+
+if TYPE_CHECKING:
+    from metabench.leaderboard.records import RunSummary
 
 POLL_S = 2.0
 HISTORY_LIMIT = 500
@@ -108,8 +111,7 @@ class RunsScreen(MainScreen):
     def refresh_history(self) -> None:
         """Read the newest runs (a fresh connection sees what other processes committed)."""
         try:
-            with connect(self.app.db_path) as db:  # type: ignore[attr-defined]
-                runs = list_runs(db, limit=HISTORY_LIMIT)
+            runs = store.recent_runs(self.app.db_path, HISTORY_LIMIT)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - a locked or broken database must not kill the UI
             self.app.call_from_thread(self._history_failed, str(exc))
             return

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from metabench.leaderboard import Leaderboard, LeaderboardRow
+if TYPE_CHECKING:
+    from metabench.leaderboard import Leaderboard, LeaderboardRow
 from metabench.tui import formatting as fmt
 
 TRANSDUCTIVE_MARK = "†"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.markup import escape
 from textual.widgets import Label, Sparkline, Static
 
-from metabench.leaderboard import RunRecord
 from metabench.tui import formatting as fmt
+
+if TYPE_CHECKING:
+    from metabench.leaderboard.records import RunRecord
 
 CURVES = (("loss", "loss"), ("train acc", "train_accuracy"), ("val acc", "val_accuracy"))
 

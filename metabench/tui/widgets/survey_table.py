@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from itertools import groupby
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events
 from textual.widgets import DataTable
 
-from metabench.catalog.model import FAMILIES, Cell, SurveyTable, family_heading
+if TYPE_CHECKING:
+    from metabench.catalog.model import Cell, SurveyTable
 
 APPLICATION_WIDTH = 20
 MIN_FAMILY_WIDTH = 18
@@ -45,6 +47,8 @@ class SurveyTableView(DataTable[Text]):
             self._layout()
 
     def _layout(self) -> None:
+        from metabench.catalog.model import FAMILIES, family_heading  # loaded already, with the data
+
         assert self.survey is not None
         width = self.size.width or 80
         self._laid_out_width = width
@@ -68,6 +72,8 @@ class SurveyTableView(DataTable[Text]):
 
     def selection(self) -> tuple[str, str | None] | None:
         """(application, family or None for the application column) under the cursor."""
+        from metabench.catalog.model import FAMILIES
+
         if self.survey is None or not self.row_count:
             return None
         row, column = self.cursor_coordinate
