@@ -15,20 +15,25 @@ from textual.widgets import DataTable
 from textual.worker import WorkerCancelled
 
 
-async def settle(pilot: Pilot, rounds: int = 3) -> None:
+async def settle(pilot: Pilot, quiet_rounds: int = 2) -> None:
     """Let the short workers (database reads) finish and their messages be handled.
 
-    A few rounds, since workers start workers. Live runs (group "runs") are left running; a worker
+    Repeats until `quiet_rounds` rounds in a row find no worker to wait for, since a worker's result
+    may start another worker a frame later. Live runs (group "runs") are left running; a worker
     superseded by a newer exclusive one ends cancelled, which is how it should end.
     """
-    for _ in range(rounds):
-        for worker in list(pilot.app.workers):
-            if worker.group != "runs" and not worker.is_finished:
-                try:
-                    await worker.wait()
-                except WorkerCancelled:
-                    pass
+    quiet = 0
+    for _ in range(100):
+        pending = [w for w in pilot.app.workers if w.group != "runs" and not w.is_finished]
+        for worker in pending:
+            try:
+                await worker.wait()
+            except WorkerCancelled:
+                pass
         await pilot.pause()
+        quiet = 0 if pending else quiet + 1
+        if quiet >= quiet_rounds:
+            return
 
 
 async def wait_until(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 from textual.app import App, SystemCommand
@@ -36,9 +37,10 @@ class MetabenchApp(App[None]):
     # -narrow below 120 columns; -wide up to 169; -xwide from 170, where side panels fit.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide"), (170, "-xwide")]
     BINDINGS = [
-        Binding("1", "show('catalog')", "Catalog", tooltip="The survey table and the papers"),
-        Binding("2", "show('runs')", "Runs", tooltip="Run history and live runs"),
-        Binding("3", "show('leaderboard')", "Leaderboard", tooltip="Ranked results per setting"),
+        # 1/2/3 are written on the navigation tabs, so the footer keeps its room for the rest.
+        Binding("1", "show('catalog')", "Catalog", show=False),
+        Binding("2", "show('runs')", "Runs", show=False),
+        Binding("3", "show('leaderboard')", "Leaderboard", show=False),
         Binding("n", "new_run", "New run", tooltip="Open the form to train and test a method"),
         Binding("f1,question_mark", "help", "Help", key_display="F1"),
         Binding("ctrl+t", "toggle_theme", "Theme", tooltip="Switch between the light and dark theme"),
@@ -114,7 +116,7 @@ class MetabenchApp(App[None]):
         if not active:
             self.exit()
             return
-        noun = "run is" if active == 1 else "runs are"
+        noun, pronoun = ("run is", "it") if active == 1 else ("runs are", "them")
 
         async def decided(confirmed: bool | None) -> None:
             if confirmed:
@@ -123,8 +125,8 @@ class MetabenchApp(App[None]):
 
         self.push_screen(
             ConfirmScreen(
-                f"{active} {noun} training. Quit and interrupt them? They are saved as interrupted "
-                "and can be resumed later.",
+                f"{active} {noun} training. Quit and interrupt {pronoun}? An interrupted run is saved "
+                "with its last checkpoint and can be resumed later.",
                 confirm="Interrupt and quit",
             ),
             decided,
@@ -136,15 +138,13 @@ class MetabenchApp(App[None]):
         """Every action of the app, and of the current screen, in the command palette."""
         yield from super().get_system_commands(screen)
         yield SystemCommand(
-            "Catalog", "Show the survey table and the papers", lambda: self.run_action("show('catalog')")
+            "Catalog", "Show the survey table and the papers", partial(self.action_show, "catalog")
         )
-        yield SystemCommand(
-            "Runs", "Show the run history and live runs", lambda: self.run_action("show('runs')")
-        )
+        yield SystemCommand("Runs", "Show the run history and live runs", partial(self.action_show, "runs"))
         yield SystemCommand(
             "Leaderboard",
             "Show the ranked results per setting",
-            lambda: self.run_action("show('leaderboard')"),
+            partial(self.action_show, "leaderboard"),
         )
         yield SystemCommand("New run", "Train and test a method on Omniglot", self.action_new_run)
         yield SystemCommand("Help", "Keys and what each screen does", self.action_help)

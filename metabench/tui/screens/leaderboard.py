@@ -98,7 +98,7 @@ class LeaderboardScreen(MainScreen):
         runs = sum(len(board.rows) for board in boards)
         scope = "all finished runs" if self.all_runs else "best budget per method"
         title = (
-            f"{len(boards)} settings, {runs} runs ({scope}; a: toggle)"
+            f"{_count(len(boards), 'setting')}, {_count(runs, 'run')} ({scope}; a: toggle)"
             if boards
             else "No finished runs yet: press n to launch one (smoke takes seconds)."
         )
@@ -115,7 +115,7 @@ class LeaderboardScreen(MainScreen):
             if selected in table.rows:
                 table.move_cursor(row=table.get_row_index(selected), animate=False)
                 table.focus()
-        if self.focused is None and self.tables():
+        if not isinstance(self.focused, LeaderboardTable) and self.tables():
             self.tables()[0].focus()
 
     def tables(self) -> list[LeaderboardTable]:
@@ -190,7 +190,7 @@ class LeaderboardScreen(MainScreen):
             self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error", timeout=10)
             return
         where = path.resolve()
-        settings = f"{count} setting{'s' if count != 1 else ''}"
+        settings = _count(count, "setting")
         self.app.call_from_thread(self.notify, f"Wrote {settings} to {where}", title="Leaderboard exported")
 
     def screen_commands(self) -> Iterable[SystemCommand]:
@@ -205,3 +205,7 @@ class LeaderboardScreen(MainScreen):
             "Toggle all runs", "All finished runs, or the best budget per method", self.action_toggle_all
         )
         yield SystemCommand("Reload leaderboard", "Rebuild the boards from the database", self.action_reload)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

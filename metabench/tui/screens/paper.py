@@ -80,7 +80,7 @@ class PaperScreen(ModalScreen[None]):
         record = store.paper_record(self.app.db_path, self.cite_key)  # type: ignore[attr-defined]
         self.app.call_from_thread(self._show, record)
 
-    def _show(self, record: PaperRecord | None) -> None:
+    async def _show(self, record: PaperRecord | None) -> None:
         self.query_one("#paper-dialog").loading = False
         if record is None:
             self.query_one("#paper-record", Static).update(f"No paper with cite key {escape(self.cite_key)}")
@@ -91,19 +91,19 @@ class PaperScreen(ModalScreen[None]):
         if not record.techniques:
             return
         self.query_one("#techniques-title", Label).update("\n[b]Technique[/b]")
-        box = self.query_one("#techniques", Vertical)
+        rows = []
         for index, technique in enumerate(record.techniques):
             family = f"({technique.family}) " if technique.family else ""
-            row = Horizontal(classes="technique")
-            box.mount(row)
-            row.mount(Label(f"{family}learns {technique.learnable_component}", classes="technique-text"))
+            text = Label(f"{family}learns {technique.learnable_component}", classes="technique-text")
             method = technique.benchmark_method
-            if method:
-                row.mount(
-                    Button(f"Benchmark {method}", id=f"benchmark-{index}", variant="primary", compact=True)
-                )
-            else:
-                row.mount(Label("[dim]no benchmark implementation[/dim]", classes="technique-text"))
+            action = (
+                Button(f"Benchmark {method}", id=f"benchmark-{index}", variant="primary", compact=True)
+                if method
+                else Label("[dim]no benchmark implementation[/dim]", classes="technique-text")
+            )
+            rows.append(Horizontal(text, action, classes="technique"))
+        await self.query_one("#techniques", Vertical).mount_all(rows)
+        self.refresh_bindings()
         if self.benchmark_methods():
             self.check_methods()
 
@@ -122,6 +122,7 @@ class PaperScreen(ModalScreen[None]):
                 button = self.query_one(f"#benchmark-{index}", Button)
                 button.disabled = True
                 button.tooltip = f"{method} is not implemented in this benchmark"
+        self.refresh_bindings()
 
     def benchmark_methods(self) -> list[str]:
         """The benchmark methods this paper's techniques link to, in order."""
@@ -139,9 +140,18 @@ class PaperScreen(ModalScreen[None]):
         technique = self.record.techniques[int(event.button.id.removeprefix("benchmark-"))]
         self.app.action_new_run(technique.benchmark_method)  # type: ignore[attr-defined]
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # "Benchmark this" is shown dimmed for a paper whose technique the benchmark lacks.
+        if action == "benchmark":
+            return bool(self._benchmark_buttons()) or None
+        return True
+
+    def _benchmark_buttons(self) -> list[Button]:
+        return [b for b in self.query(".technique Button").results(Button) if not b.disabled]
+
     def action_benchmark(self) -> None:
         """Open the run form for the (first) method this paper's technique links to."""
-        buttons = [b for b in self.query(".technique Button").results(Button) if not b.disabled]
+        buttons = self._benchmark_buttons()
         if buttons:
             buttons[0].press()
         else:

@@ -74,7 +74,7 @@ class RunsScreen(MainScreen):
     BINDINGS = [
         Binding("x", "cancel_run", "Cancel run"),
         Binding("u", "resume_run", "Resume"),
-        Binding("d", "dismiss_finished", "Dismiss finished"),
+        Binding("d", "dismiss_finished", "Dismiss"),
     ]
 
     def __init__(self) -> None:
@@ -136,7 +136,8 @@ class RunsScreen(MainScreen):
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         running = sum(run.status == "running" for run in runs)
         suffix = f", {running} running" if running else ""
-        self.query_one("#history-title", Label).update(f"History: {len(runs)} runs{suffix}  (newest first)")
+        noun = "run" if len(runs) == 1 else "runs"
+        self.query_one("#history-title", Label).update(f"History: {len(runs)} {noun}{suffix}  (newest first)")
 
     def selected_run_id(self) -> str | None:
         table = self.query_one("#history", DataTable)

@@ -26,10 +26,10 @@ class NavBar(Horizontal):
         yield Label("metabench", id="brand")
         yield NavTabs(*(Tab(label, id=mode) for mode, label in MAIN_SCREENS), active=self.active)
 
-    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+    async def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         event.stop()
         mode = event.tab.id
         if mode and mode != self.active:
             # This bar belongs to its screen: put the highlight back for when we return.
             event.tabs.active = self.active
-            self.app.run_action(f"show('{mode}')")
+            await self.app.run_action(f"show('{mode}')")

@@ -61,6 +61,7 @@ class RunMonitor(Vertical):
         with Horizontal(classes="monitor-head"):
             yield Label(self.title, classes="monitor-title")
             yield Label("starting", classes="monitor-status")
+        yield Label("run: starting (loading torch and Omniglot)", classes="monitor-run-id")
         with Horizontal(classes="monitor-progress"):
             yield ProgressBar(total=None, show_eta=False, id=f"bar-{self.key}")
             yield Label("", classes="monitor-rate")
@@ -176,13 +177,14 @@ class RunMonitor(Vertical):
         self.snapshot = message.snapshot
 
     def watch_snapshot(self, snapshot: RunSnapshot | None) -> None:
-        if snapshot is None or not self.is_mounted:
+        if snapshot is None:
             return
         status = snapshot.status if snapshot.status != "running" else snapshot.phase
         if self.cancel_requested and not snapshot.done:
             status = "cancelling"
-        head = f"{snapshot.title}" + (f"  ·  {snapshot.run_id}" if snapshot.run_id else "")
-        self.query_one(".monitor-title", Label).update(head)
+        self.query_one(".monitor-title", Label).update(snapshot.title)
+        if snapshot.run_id:
+            self.query_one(".monitor-run-id", Label).update(f"run: {snapshot.run_id}")
         self.query_one(".monitor-status", Label).update(fmt.status_text(status))
         bar = self.query_one(ProgressBar)
         if snapshot.phase == "testing" and snapshot.test_total:

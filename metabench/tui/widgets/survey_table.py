@@ -13,8 +13,11 @@ if TYPE_CHECKING:
     from metabench.catalog.model import Cell, SurveyTable
 
 APPLICATION_WIDTH = 20
-MIN_FAMILY_WIDTH = 18
+NARROW_APPLICATION_WIDTH = 14  # below WIDE_TABLE columns the application names wrap instead
+WIDE_TABLE = 110
+MIN_FAMILY_WIDTH = 14
 CELL_PADDING = 2  # DataTable pads every cell by one column on each side
+SCROLLBAR = 2
 
 
 def cell_text(cells: tuple[Cell, ...]) -> Text:
@@ -33,7 +36,8 @@ class SurveyTableView(DataTable[Text]):
     """One row per application, one column per family; selecting a cell filters the paper list to it."""
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="cell", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        # Two header lines: the family headings wrap rather than being cut on a narrow terminal.
+        super().__init__(cursor_type="cell", zebra_stripes=True, header_height=2, **kwargs)  # type: ignore[arg-type]
         self.survey: SurveyTable | None = None
         self._laid_out_width = 0
 
@@ -52,12 +56,12 @@ class SurveyTableView(DataTable[Text]):
         assert self.survey is not None
         width = self.size.width or 80
         self._laid_out_width = width
-        # Share what the application column leaves equally between the three families; the
-        # scrollbar takes two columns.
-        family_width = max(MIN_FAMILY_WIDTH, (width - 2 - APPLICATION_WIDTH - 4 * CELL_PADDING) // 3)
+        # Share what the application column leaves equally between the three families.
+        application_width = APPLICATION_WIDTH if width >= WIDE_TABLE else NARROW_APPLICATION_WIDTH
+        family_width = max(MIN_FAMILY_WIDTH, (width - SCROLLBAR - application_width - 4 * CELL_PADDING) // 3)
         cursor = self.cursor_coordinate
         self.clear(columns=True)
-        self.add_column(Text("Application", style="bold"), width=APPLICATION_WIDTH, key="application")
+        self.add_column(Text("Application", style="bold"), width=application_width, key="application")
         for family in FAMILIES:
             self.add_column(Text(family_heading(family), style="bold"), width=family_width, key=family)
         for row in self.survey.rows:
