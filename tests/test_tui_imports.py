@@ -84,3 +84,17 @@ def test_metabench_tui_help_names_the_db_option():
     )
     assert done.returncode == 0, done.stderr
     assert "--db" in done.stdout and "catalog" in done.stdout.lower()
+
+
+def test_metabench_tui_refuses_a_file_that_is_not_a_database(tmp_path):
+    bad = tmp_path / "notes.db"
+    bad.write_text("not a database\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "metabench", "tui", "--db", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "not a metabench database" in done.stderr
+    assert "Traceback" not in done.stderr and bad.read_text() == "not a database\n"
