@@ -76,8 +76,6 @@ def child_environment() -> dict[str, str]:
 
 # --- the form's validation -------------------------------------------------------------------
 
-FORM_FIELDS = ("method", "protocol", "ways", "shots", "queries", "preset", "device", "seed")
-
 
 def validate_form(values: Mapping[str, str], methods: frozenset[str] | None = None) -> dict[str, str]:
     """Check the raw text of the form; return {field: one-line problem} (empty when valid).

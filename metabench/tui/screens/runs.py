@@ -137,7 +137,10 @@ class RunsScreen(MainScreen):
         running = sum(run.status == "running" for run in runs)
         suffix = f", {running} running" if running else ""
         noun = "run" if len(runs) == 1 else "runs"
-        self.query_one("#history-title", Label).update(f"History: {len(runs)} {noun}{suffix}  (newest first)")
+        title = f"History: {len(runs)} {noun}{suffix}  (newest first)"
+        if not runs:
+            title = "History: no runs yet. Press n to train and test a method (smoke takes seconds)."
+        self.query_one("#history-title", Label).update(title)
 
     def selected_run_id(self) -> str | None:
         table = self.query_one("#history", DataTable)

@@ -185,14 +185,18 @@ class RunMonitor(Vertical):
         self.query_one(".monitor-title", Label).update(snapshot.title)
         if snapshot.run_id:
             self.query_one(".monitor-run-id", Label).update(f"run: {snapshot.run_id}")
+        elif snapshot.exited:
+            self.query_one(".monitor-run-id", Label).update("run: none (refused before it was created)")
         self.query_one(".monitor-status", Label).update(fmt.status_text(status))
         bar = self.query_one(ProgressBar)
         if snapshot.phase == "testing" and snapshot.test_total:
             bar.update(total=snapshot.test_total, progress=snapshot.test_done)
         elif snapshot.total_steps:
             bar.update(total=snapshot.total_steps, progress=snapshot.step)
-        elif snapshot.done:
+        elif snapshot.status == "finished":
             bar.update(total=1, progress=1)  # nothing to train (pixels-nn): a full bar, not a pulse
+        elif snapshot.exited:
+            bar.update(total=1, progress=0)  # refused or crashed before training: stop the pulse
         self.query_one(".monitor-rate", Label).update(self._rate_text(snapshot))
         # A method without meta-training (pixels-nn) has no curves to draw.
         trains = snapshot.total_steps != 0 and not snapshot.done
@@ -216,6 +220,8 @@ class RunMonitor(Vertical):
         if snapshot.status == "finished":
             episodes = f" on {snapshot.episodes} episodes" if snapshot.episodes else ""
             return f"{steps}  test {fmt.fraction_ci(snapshot.final_accuracy, snapshot.final_ci95)}%{episodes}"
+        if snapshot.done:
+            return f"{steps}, {snapshot.status}"
         if snapshot.phase == "testing":
             accuracy = snapshot.test_accuracy
             running = "" if accuracy is None else f", running accuracy {fmt.fraction(accuracy, 1)}%"
@@ -224,7 +230,7 @@ class RunMonitor(Vertical):
 
     @staticmethod
     def _accuracy_text(snapshot: RunSnapshot) -> str:
-        text = fmt.fraction(snapshot.accuracy, 1) + "%"
+        text = "-" if snapshot.accuracy is None else fmt.fraction(snapshot.accuracy, 1) + "%"
         if snapshot.val_accuracy is not None:
             text += f"  val {fmt.fraction(snapshot.val_accuracy, 1)}%"
         return text
