@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,7 +16,9 @@ from metabench.errors import MetabenchError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console()
+# Off a terminal (a pipe, a file, CI) rich would wrap tables at 80 columns; COLUMNS still wins.
+_PIPE_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
+console = Console(width=_PIPE_WIDTH)
 err_console = Console(stderr=True)
 
 DbOption = typer.Option(
