@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import typer
 from rich import box
 from rich.table import Table
@@ -10,7 +12,8 @@ from metabench.cli.common import JsonOption, console, err_console, one_line_erro
 from metabench.errors import MetabenchError
 
 app = typer.Typer(
-    help="Performance benchmarks: the episode sampler (and more to come).", no_args_is_help=True
+    help="Performance benchmarks: the episode sampler and the methods' meta-training throughput.",
+    no_args_is_help=True,
 )
 
 
@@ -71,3 +74,69 @@ def sampler_command(
         "Tasks: tasks drawn per call (the meta-batch). Sample: ms to draw them. Conv-4: ms for one "
         "forward/backward of a Conv-4 on the same batch. Cost: Sample / Conv-4 (target: under 2%)."
     )
+
+
+@app.command("methods")
+@one_line_errors
+def methods_command(
+    methods: list[str] | None = typer.Argument(
+        None, help="Methods to measure (default: maml fomaml protonet)."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu or cuda (default: cpu, and cuda when present)."
+    ),
+    ways: int = typer.Option(5, "--ways", min=2, help="Classes per task."),
+    shots: int = typer.Option(1, "--shots", min=1, help="Support examples per class."),
+    meta_batch: int | None = typer.Option(
+        None, "--meta-batch", min=1, help="Tasks per step for every method (default: each paper's)."
+    ),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Alternating timing rounds; the median counts."),
+    json_output: bool = JsonOption,
+) -> None:
+    """Meta-training tasks/s of each method, vectorized (torch.func vmap) beside a per-task Python loop."""
+    from metabench.bench.throughput import DEFAULT_METHODS, measure_throughput
+    from metabench.config import EpisodeSpec
+
+    if device and device not in ("cpu", "cuda"):
+        raise MetabenchError(f"unknown device {device!r}; use cpu or cuda")
+    from metabench.methods.registry import get_method
+
+    try:
+        for name in methods or DEFAULT_METHODS:
+            get_method(name)  # refuse an unknown name before minutes of loading and timing
+        if not json_output:
+            err_console.print("measuring meta-training throughput (a minute or two on a CPU) ...")
+        rows = measure_throughput(
+            methods or DEFAULT_METHODS,
+            devices=[device] if device else None,
+            episode=EpisodeSpec(ways, shots, 1),
+            meta_batch=meta_batch,
+            rounds=rounds,
+        )
+    except ValueError as exc:
+        raise MetabenchError(str(exc)) from None
+    if json_output:
+        print_json([dataclasses.asdict(row) for row in rows])
+        return
+    table = Table(title="Meta-training throughput", title_justify="left", box=box.SIMPLE, pad_edge=False)
+    for heading in (
+        "Method",
+        "Device",
+        "Setting",
+        "Tasks/step",
+        "Vectorized tasks/s",
+        "Loop tasks/s",
+        "Speedup",
+    ):
+        table.add_column(heading, justify="left" if heading in ("Method", "Device", "Setting") else "right")
+    for row in rows:
+        table.add_row(
+            row.method,
+            row.device,
+            row.setting,
+            str(row.tasks_per_step),
+            f"{row.vectorized_tasks_per_s:,.1f}",
+            f"{row.loop_tasks_per_s:,.1f}",
+            f"{row.speedup:.2f}x",
+        )
+    console.print(table)
