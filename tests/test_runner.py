@@ -13,6 +13,7 @@ from metabench.config import EpisodeSpec, RunSpec
 from metabench.db import open_database
 from metabench.errors import MetabenchError
 from metabench.leaderboard import get_run, list_runs, read_record_file
+from metabench.methods.registry import all_methods
 from metabench.runner import CollectingSink, event_to_dict, run
 from metabench.runner.checkpoint import checkpoint_path, load_checkpoint
 
@@ -168,3 +169,18 @@ def test_missing_data_and_absent_cuda_are_refused(tmp_path: Path) -> None:
     with pytest.raises(MetabenchError, match="no run 'nope'"):
         run(None, CollectingSink(), db_path=db, resume="nope")
     assert list_runs(open_database(db)) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", [m.name for m in all_methods()])
+def test_every_registered_method_runs_its_smoke_preset_end_to_end(method: str, store) -> None:
+    # The smoke preset's own training budget; fewer test episodes keep the whole sweep to a minute.
+    spec = RunSpec(method=method, preset="smoke", eval_episodes=16, device="cpu")
+    sink = CollectingSink()
+    record = run(spec, sink, db_path=store["db"], results_dir=store["results"])
+    assert record.status == "finished", record.error
+    assert record.method == method and record.preset == "smoke"
+    assert len(record.episode_accuracies) == 16 and 0.0 <= record.accuracy <= 1.0
+    assert sink.kinds()[0] == "started" and sink.kinds()[-1] == "finished"
+    assert read_record_file(store["results"] / "runs" / f"{record.run_id}.json").run_id == record.run_id
+    assert get_run(open_database(store["db"]), record.run_id).status == "finished"
