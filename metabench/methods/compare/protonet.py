@@ -75,9 +75,16 @@ class ProtoNet(Method):
     cite_key: ClassVar[str | None] = "snell2017prototypical"
     config_class: ClassVar[type] = ProtoNetConfig
     presets: ClassVar[dict[str, Preset]] = {
-        "smoke": Preset(meta_steps=20, eval_episodes=64, config={"train_ways": 20}),
-        "quick": Preset(meta_steps=600, eval_episodes=1000, config={"train_ways": 30, "lr_halve_every": 250}),
-        # Snell et al. train until validation loss stops improving; 20,000 episodes is about where
+        "smoke": Preset(meta_steps=20, eval_episodes=64, config={"train_ways": 20}, validate_every=20),
+        # 30-way episodes (half the paper's cost) at 3x the learning rate, halved every 400: the
+        # fastest schedule measured to 97% on 5w1s (1e-3 without halving: 95.9% at 600 episodes).
+        "quick": Preset(
+            meta_steps=1000,
+            eval_episodes=1000,
+            config={"train_ways": 30, "lr": 3e-3, "lr_halve_every": 400},
+            validate_every=200,
+        ),
+        # Snell et al. train until the validation loss stops improving; 20,000 episodes is about where
         # their Omniglot runs end (their code halves the rate every 20 epochs of 100 episodes).
         "paper": Preset(meta_steps=20_000, eval_episodes=1000),
     }
@@ -91,6 +98,8 @@ class ProtoNet(Method):
     ):
         super().__init__(config, episode, device, num_train_classes)
         self.model = Conv4(hidden=config.hidden, downsample="maxpool").to(device)
+        if device.type == "cpu":
+            self.model.use_channels_last()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=config.lr_halve_every, gamma=0.5
