@@ -6,19 +6,35 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from metabench import paths
 from metabench.errors import MetabenchError
 
-Migration = Callable[[sqlite_utils.Database], None]
+if TYPE_CHECKING:
+    import sqlite_utils
+
+Migration = Callable[["sqlite_utils.Database"], None]
 
 BUSY_TIMEOUT_MS = 10_000
 
 
 def open_database(path: str | os.PathLike[str] | None = None) -> sqlite_utils.Database:
     """Open (creating if needed) the database at `path` or the default location."""
+    # Imported here: sqlite-utils pulls in numpy (~0.15 s), which `metabench tui` must not wait
+    # for before its first paint (it only checks the file with `check_database`).
+    import sqlite_utils
+
+    return sqlite_utils.Database(connect(path))
+
+
+def check_database(path: str | os.PathLike[str] | None = None) -> None:
+    """Raise a one-line MetabenchError unless the database at `path` opens and is writable."""
+    connect(path).close()
+
+
+def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
+    """A configured connection (created if needed) whose migrations table exists."""
     db_path = paths.database_path(path)
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,14 +54,17 @@ def open_database(path: str | os.PathLike[str] | None = None) -> sqlite_utils.Da
         ) from exc
     if mode is None:
         raise MetabenchError(f"{db_path} could not be opened; pass --db PATH to another file")
-    db = sqlite_utils.Database(conn)
-    _ensure_migrations_table(db, db_path)
-    return db
-
-
-def _ensure_migrations_table(db: sqlite_utils.Database, db_path: Path) -> None:
     try:
-        db.execute(
+        _ensure_migrations_table(conn, db_path)
+    except MetabenchError:
+        conn.close()
+        raise
+    return conn
+
+
+def _ensure_migrations_table(conn: sqlite3.Connection, db_path: Path) -> None:
+    try:
+        conn.execute(
             "CREATE TABLE IF NOT EXISTS _migrations ("
             " namespace TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (namespace, version))"
         )

@@ -8,6 +8,7 @@ from textual.widgets import Button, DataTable, Label, Select
 
 from metabench.db import open_database
 from metabench.leaderboard import get_run, list_runs
+from metabench.methods.registry import get_method
 from metabench.tui.app import create_app
 from metabench.tui.run_process import RunRequest
 from metabench.tui.screens.leaderboard import LeaderboardScreen
@@ -18,6 +19,7 @@ from metabench.tui.widgets.run_monitor import RunMonitor
 
 SIZE = (120, 40)
 RUN_TIMEOUT = 240  # a 2-core machine shared with other jobs: generous, never a timing assertion
+QUICK_PROTONET_STEPS = get_method("protonet").presets["quick"].meta_steps
 
 
 @pytest.fixture
@@ -103,7 +105,8 @@ async def test_cancelling_a_run_records_it_as_interrupted_and_it_resumes(db_path
         await app.launch_run(request)
         monitor = monitor_of(app)
         await wait_until(pilot, lambda: monitor.snapshot.step >= 1, RUN_TIMEOUT, "the first progress event")
-        assert monitor.snapshot.total_steps == 600 and monitor.snapshot.losses
+        total = monitor.snapshot.total_steps
+        assert total == QUICK_PROTONET_STEPS and monitor.snapshot.losses
         run_id = monitor.snapshot.run_id
         await pilot.press("x")
         await wait_until(pilot, lambda: monitor.snapshot.exited, RUN_TIMEOUT, "the interruption")
@@ -111,7 +114,7 @@ async def test_cancelling_a_run_records_it_as_interrupted_and_it_resumes(db_path
         record = get_run(open_database(db_path), run_id)
         assert record.status == "interrupted" and record.resumable
         stopped_at = record.steps_done
-        assert 1 <= stopped_at < 600
+        assert 1 <= stopped_at < total
         assert monitor.query_one(".resume-run", Button).display
 
         # Resume in the same monitor: the runner continues from the checkpoint, not from step 0.

@@ -5,17 +5,22 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sqlite_utils
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from metabench import catalog
-from metabench.catalog.exports import cell_lines
 from metabench.cli.common import DbOption, JsonOption, console, err_console, one_line_errors, print_json
-from metabench.db import open_database
 from metabench.errors import MetabenchError
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from metabench.catalog import Cell
+
+# The catalog core (and sqlite-utils, which pulls in numpy) is imported inside each command, so
+# that `metabench tui`, `metabench run` and `--help` do not pay for it at start-up.
 
 app = typer.Typer(
     help="The survey catalog of meta-learning in speech and NLP: 12 applications x the three "
@@ -44,12 +49,15 @@ class ExportFormat(StrEnum):
 
 def _catalog_db(db_path: Path | None) -> sqlite_utils.Database:
     """Open the database and make sure the catalog is loaded (first use ingests the bundled one)."""
+    from metabench import catalog
+    from metabench.db import open_database
+
     db = open_database(db_path)
     catalog.ensure_catalog(db)
     return db
 
 
-def _cells_table(cells: list[catalog.Cell]) -> Table:
+def _cells_table(cells: list[Cell]) -> Table:
     table = Table(title=f"{len(cells)} table cell{'s' if len(cells) != 1 else ''}", title_justify="left")
     for heading in ("Application", "Family", "Subfamily", "Citation", "Title", "Year", "Venue", "Key"):
         table.add_column(heading, overflow="fold")
@@ -79,6 +87,9 @@ def ingest_command(
     Re-running changes nothing; rows gone from the files are removed. A problem in a file is
     reported as [bold]FILE:LINE: problem[/] and leaves the database as it was.
     """
+    from metabench import catalog
+    from metabench.db import open_database
+
     report = catalog.ingest(open_database(db), source)
     if as_json:
         print_json(report.to_dict())
@@ -105,6 +116,8 @@ def list_command(
     """List the survey table's cells (one citation per line) in table order, filtered by
     application, family, year or venue. Example: [bold]metabench catalog list --family C --json[/]
     """
+    from metabench import catalog
+
     cells = catalog.list_cells(
         _catalog_db(db), application=application, family=family, year=year, venue=venue
     )
@@ -127,6 +140,8 @@ def search_command(
     ("proto" finds Prototypical); accents are optional ("Serra" finds Serrà). Quotes and
     operators are searched as plain text.
     """
+    from metabench import catalog
+
     papers = catalog.search_papers(_catalog_db(db), query, limit=limit)
     if as_json:
         print_json([paper.to_dict() for paper in papers])
@@ -154,6 +169,8 @@ def show_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one paper: its full record, the table cells it appears in and its techniques."""
+    from metabench import catalog
+
     database = _catalog_db(db)
     record = catalog.get_paper(database, cite_key)
     if record is None:
@@ -211,6 +228,9 @@ def table_command(
     (C) other, where each (C) citation follows what is learned, e.g. "Network architecture search:
     Chen et al., 2020b".
     """
+    from metabench import catalog
+    from metabench.catalog.exports import cell_lines
+
     survey = catalog.survey_table(_catalog_db(db))
     if fmt is TableFormat.markdown:
         sys.stdout.write(catalog.survey_table_markdown(survey))
@@ -231,6 +251,8 @@ def table_command(
 @one_line_errors
 def facets_command(db: Path | None = DbOption, as_json: bool = JsonOption) -> None:
     """Count the table's cells (and distinct papers) by family, application, year and venue."""
+    from metabench import catalog
+
     counts = catalog.facets(_catalog_db(db))
     if as_json:
         print_json(counts.to_dict())
@@ -277,6 +299,8 @@ def export_command(
     paper), json (everything) or bibtex (one entry per paper). Example:
     [bold]metabench catalog export --format bibtex --out refs.bib[/]
     """
+    from metabench import catalog
+
     database = _catalog_db(db)
     if out is None:
         sys.stdout.write(catalog.export(database, fmt.value))

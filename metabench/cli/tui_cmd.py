@@ -16,11 +16,11 @@ def register(app: typer.Typer) -> None:
     @one_line_errors
     def tui(db: Path | None = DbOption) -> None:
         """Browse the survey catalog, launch and watch runs, and explore the leaderboards."""
-        from metabench.db import open_database
+        from metabench.db import check_database
 
         # A database that is not SQLite, or not writable, is a one-line error here rather than a
         # notification inside a screen that then shows nothing.
-        open_database(db).close()
+        check_database(db)
         # Lazy: `metabench run` must never import textual, and the TUI never imports torch.
         from metabench.tui.app import run
 

@@ -51,7 +51,7 @@ def resolve_spec(spec: RunSpec) -> tuple[RunSpec, type[Method], int]:
         spec.episode.validate()
     except ValueError as exc:
         raise MetabenchError(str(exc)) from None
-    preset = method_class.presets[spec.preset]
+    preset = method_class.preset_for(spec.preset, spec.episode)
     meta_steps = preset.meta_steps if spec.meta_steps is None else spec.meta_steps
     eval_episodes = preset.eval_episodes if spec.eval_episodes is None else spec.eval_episodes
     _check_count("--meta-steps", meta_steps, minimum=0)
@@ -60,7 +60,12 @@ def resolve_spec(spec: RunSpec) -> tuple[RunSpec, type[Method], int]:
     if not method_class.needs_training:
         meta_steps = 0  # nothing to train: the budget is the evaluation alone
     resolved = replace(spec, meta_steps=meta_steps, eval_episodes=eval_episodes)
-    validate_every = preset.validate_every or max(1, meta_steps // CHECKPOINTS_PER_RUN)
+    # A preset's validation interval fits its own budget; a budget set with --meta-steps gets the
+    # default (a 4-step run validated every 1000 steps would have nothing to resume from).
+    if preset.validate_every and meta_steps == preset.meta_steps:
+        validate_every = preset.validate_every
+    else:
+        validate_every = max(1, meta_steps // CHECKPOINTS_PER_RUN)
     return resolved, method_class, validate_every
 
 

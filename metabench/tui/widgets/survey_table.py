@@ -41,6 +41,11 @@ class SurveyTableView(DataTable[Text]):
         self.survey: SurveyTable | None = None
         self._laid_out_width = 0
 
+    def show_placeholder(self, message: str) -> None:
+        """An empty table whose only heading is `message` (while loading, or when loading failed)."""
+        self.clear(columns=True)
+        self.add_column(Text(message, style="italic"), key="placeholder")
+
     def show(self, survey: SurveyTable) -> None:
         """Fill the table (again) for the current width."""
         self.survey = survey
