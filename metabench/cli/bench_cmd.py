@@ -12,7 +12,8 @@ from metabench.cli.common import JsonOption, console, err_console, one_line_erro
 from metabench.errors import MetabenchError
 
 app = typer.Typer(
-    help="Performance benchmarks: the episode sampler and the methods' meta-training throughput.",
+    help="Performance benchmarks: the episode sampler, the methods' meta-training throughput and the "
+    "TUI's start-up.",
     no_args_is_help=True,
 )
 
@@ -140,3 +141,42 @@ def methods_command(
             f"{row.speedup:.2f}x",
         )
     console.print(table)
+
+
+@app.command("tui")
+@one_line_errors
+def tui_command(
+    repeat: int = typer.Option(5, "--repeat", min=1, help="Launches of each program; the median counts."),
+    size: str = typer.Option("120x40", "--size", help="Terminal size, COLUMNSxLINES."),
+    json_output: bool = JsonOption,
+) -> None:
+    """Seconds from launching `metabench tui` to its first frame, in a pseudo-terminal, beside the smallest
+    Textual app started the same way (the framework's floor on this machine).
+    """
+    from metabench.bench.tui_startup import measure_startup, parse_size
+
+    try:
+        columns_lines = parse_size(size)
+    except ValueError as exc:
+        raise MetabenchError(str(exc)) from None
+    if not json_output:
+        err_console.print(f"launching each program {repeat} times at {size} ...")
+    try:
+        results = measure_startup(repeat, columns_lines)
+    except (TimeoutError, RuntimeError) as exc:
+        raise MetabenchError(str(exc)) from None
+    if json_output:
+        print_json([r.to_dict() for r in results])
+        return
+    table = Table(title="Launch to first frame", title_justify="left", box=box.SIMPLE, pad_edge=False)
+    for heading in ("Program", "Launches", "Median s", "Min s", "Max s"):
+        table.add_column(heading, justify="left" if heading == "Program" else "right")
+    for r in results:
+        seconds = (r.median, min(r.seconds), max(r.seconds))
+        table.add_row(r.program, str(len(r.seconds)), *(f"{s:.2f}" for s in seconds))
+    console.print(table)
+    tui, baseline = results
+    console.print(
+        f"metabench tui: {tui.median:.2f} s to its first frame (target: under 1 s), "
+        f"{tui.median / baseline.median:.1f}x the smallest Textual app on this machine."
+    )
