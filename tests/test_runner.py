@@ -13,9 +13,10 @@ from metabench.config import EpisodeSpec, RunSpec
 from metabench.db import open_database
 from metabench.errors import MetabenchError
 from metabench.leaderboard import get_run, list_runs, read_record_file
-from metabench.methods.registry import all_methods
+from metabench.methods.registry import all_methods, get_method
 from metabench.runner import CollectingSink, event_to_dict, run
 from metabench.runner.checkpoint import checkpoint_path, load_checkpoint
+from metabench.runner.setup import resolve_spec
 
 # Small enough for seconds on a busy 2-core CPU; validates every step, so there are checkpoints to resume.
 SPEC = RunSpec("protonet", preset="smoke", meta_steps=4, eval_episodes=12, seed=3, device="cpu")
@@ -157,6 +158,22 @@ def test_bad_input_is_refused_before_any_run_row(spec: RunSpec, message: str, tm
     assert sink.kinds() == ["failed"] and sink.events[0].run_id is None
     assert "\n" not in sink.events[0].error
     assert list_runs(open_database(tmp_path / "bad.db")) == []
+
+
+def test_the_budget_comes_from_the_preset_for_the_episode_shape() -> None:
+    # MAML's 20-way quick budget differs from its 5-way one (a 20-way task costs 4x an inner step).
+    maml = get_method("maml")
+    for ways in (5, 20):
+        expected = maml.preset_for("quick", EpisodeSpec(ways, 1, 15))
+        resolved, _, validate_every = resolve_spec(RunSpec("maml", episode=EpisodeSpec(ways, 1, 15)))
+        assert resolved.meta_steps == expected.meta_steps and resolved.eval_episodes == expected.eval_episodes
+        assert validate_every == expected.validate_every
+    assert maml.preset_for("quick", EpisodeSpec(20, 1, 15)) != maml.preset_for("quick", EpisodeSpec(5, 1, 15))
+    # A budget set by hand keeps about ten validations, whatever the preset's interval.
+    _, _, validate_every = resolve_spec(RunSpec("maml", preset="quick", meta_steps=40))
+    assert validate_every == 4
+    _, _, validate_every = resolve_spec(RunSpec("maml", preset="quick", meta_steps=3))
+    assert validate_every == 1
 
 
 def test_missing_data_and_absent_cuda_are_refused(tmp_path: Path) -> None:
