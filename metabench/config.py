@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PRESETS = ("smoke", "quick", "paper")
-PROTOCOLS = ("vinyals", "lake")
+# vinyals: Vinyals et al. 2016 split with rotations; lake: background vs evaluation set; lake-within: the
+# same with every task's classes from one alphabet; lake-runs: train as lake, test on Lake's 20 runs.
+PROTOCOLS = ("vinyals", "lake", "lake-within", "lake-runs")
 DEVICES = ("auto", "cpu", "cuda")
 MAX_SAMPLES_PER_CLASS = 20  # Omniglot has 20 drawings of every character
 

@@ -41,7 +41,9 @@ def register(app: typer.Typer) -> None:
 @one_line_errors
 def run_command(
     method: str | None = typer.Argument(None, help="Method to benchmark (see `metabench methods`)."),
-    protocol: str = typer.Option("vinyals", "--protocol", help="Omniglot protocol: vinyals or lake."),
+    protocol: str = typer.Option(
+        "vinyals", "--protocol", help="Omniglot protocol: vinyals, lake, lake-within or lake-runs."
+    ),
     ways: str = typer.Option("5", "--ways", metavar="N", help="Classes per task."),
     shots: str = typer.Option("1", "--shots", metavar="K", help="Support examples per class."),
     queries: str = typer.Option("15", "--queries", metavar="Q", help="Query examples per class."),

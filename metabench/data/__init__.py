@@ -13,14 +13,14 @@ if TYPE_CHECKING:
     from metabench.data.download import download_omniglot
     from metabench.data.episodes import EVAL_SEED, EpisodeSampler, OfficialRunsSampler, evaluation_episodes
     from metabench.data.install import import_data, info, verify
-    from metabench.data.protocols import PROTOCOL_NAMES, ProtocolData, load_protocol
+    from metabench.data.protocols import PROTOCOLS, ProtocolData, load_protocol
 
 _EXPORTS = {
     "EVAL_SEED": "episodes",
     "EpisodeSampler": "episodes",
     "OfficialRunsSampler": "episodes",
     "evaluation_episodes": "episodes",
-    "PROTOCOL_NAMES": "protocols",
+    "PROTOCOLS": "protocols",
     "ProtocolData": "protocols",
     "load_protocol": "protocols",
     "LakeRuns": "cache",
@@ -37,7 +37,7 @@ __all__ = [  # noqa: F822 (resolved by __getattr__)
     "LakeRuns",
     "OfficialRunsSampler",
     "OmniglotCache",
-    "PROTOCOL_NAMES",
+    "PROTOCOLS",
     "ProtocolData",
     "download_omniglot",
     "evaluation_episodes",

@@ -7,15 +7,11 @@ from pathlib import Path
 
 import torch
 
-from metabench.config import EpisodeSpec
+from metabench.config import PROTOCOLS, EpisodeSpec
 from metabench.data.cache import OmniglotCache, load_cache
 from metabench.data.episodes import EpisodeSampler, OfficialRunsSampler
 from metabench.data.splits import Split, lake_splits, vinyals_splits
 from metabench.errors import MetabenchError
-
-# vinyals: Vinyals et al. 2016 split with rotations; lake: background vs evaluation set; lake-within: the
-# same with every task's classes from one alphabet; lake-runs: train as lake, test on Lake's 20 runs.
-PROTOCOL_NAMES = ("vinyals", "lake", "lake-within", "lake-runs")
 
 
 @dataclass(frozen=True)
@@ -54,8 +50,8 @@ def load_protocol(
     cache_dir: Path | None = None,
 ) -> ProtocolData:
     """Load (building if needed) the Omniglot cache and return `protocol`'s samplers on `device`."""
-    if protocol not in PROTOCOL_NAMES:
-        raise MetabenchError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOL_NAMES)}")
+    if protocol not in PROTOCOLS:
+        raise MetabenchError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     resolved = resolve_device(device)
     cache = load_cache(data_dir, cache_dir)
     if protocol == "vinyals":

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from metabench.config import PRESETS, RunSpec
-from metabench.data.protocols import PROTOCOL_NAMES, load_protocol
+from metabench.config import PRESETS, PROTOCOLS, RunSpec
+from metabench.data.protocols import load_protocol
 from metabench.errors import MetabenchError
 from metabench.methods.base import Method
 from metabench.methods.registry import get_method
@@ -40,8 +40,8 @@ def resolve_spec(spec: RunSpec) -> tuple[RunSpec, type[Method], int]:
         method_class = get_method(spec.method)
     except ValueError as exc:
         raise MetabenchError(f"{exc}; see `metabench methods`") from None
-    if spec.protocol not in PROTOCOL_NAMES:
-        raise MetabenchError(f"unknown protocol {spec.protocol!r}; choose one of {', '.join(PROTOCOL_NAMES)}")
+    if spec.protocol not in PROTOCOLS:
+        raise MetabenchError(f"unknown protocol {spec.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if spec.preset not in PRESETS or spec.preset not in method_class.presets:
         choices = [p for p in PRESETS if p in method_class.presets]
         raise MetabenchError(
