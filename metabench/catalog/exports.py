@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import sqlite_utils
 
+from metabench import atomic
 from metabench.catalog.bibtex import render_bibtex
 from metabench.catalog.model import FAMILIES, FAMILY_LABELS, Cell, Paper, SurveyTable, family_heading
 from metabench.catalog.queries import all_papers, all_techniques, list_cells, survey_table
@@ -157,36 +156,10 @@ def export(db: sqlite_utils.Database, fmt: str) -> str:
 def write_atomically(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same folder and a rename, so a
     reader never sees half a file and a failure leaves any previous file as it was."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    tmp_name = None
     try:
-        with tempfile.NamedTemporaryFile(
-            "w",
-            encoding="utf-8",
-            newline="",
-            dir=folder,
-            prefix=f".{path.name}.",
-            suffix=".tmp",
-            delete=False,
-        ) as tmp:
-            tmp_name = tmp.name
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        # A temporary file is private (0600); give the export the mode a plain open() would.
-        os.chmod(tmp_name, path.stat().st_mode & 0o777 if path.is_file() else _default_file_mode())
-        os.replace(tmp_name, path)
+        atomic.write_text(Path(path), text, make_parents=False)
     except OSError as exc:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
         raise MetabenchError(f"cannot write {path} ({exc.strerror or exc}); choose another --out") from exc
-
-
-def _default_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def write_export(db: sqlite_utils.Database, fmt: str, out: Path) -> Path:

@@ -386,7 +386,8 @@ def export_command(
     db: str | None = DbOption,
 ) -> None:
     """Export every leaderboard as one markdown document."""
-    from metabench.leaderboard import atomic_write_text, build_leaderboards, render_markdown
+    from metabench import atomic
+    from metabench.leaderboard import build_leaderboards, render_markdown
 
     if fmt != "markdown":
         raise MetabenchError(f"unknown --format {fmt!r}; the only format is markdown")
@@ -396,7 +397,7 @@ def export_command(
         typer.echo(document, nl=False)
         return
     try:
-        atomic_write_text(out, document)
+        atomic.write_text(out, document)
     except OSError as exc:
         raise MetabenchError(f"cannot write {out}: {exc.strerror}; choose another --out") from None
     typer.echo(f"wrote {out}", err=True)

@@ -12,8 +12,7 @@ from typing import Any
 
 import torch
 
-from metabench import paths
-from metabench.data import atomic
+from metabench import atomic, paths
 from metabench.data.archive import ImageSetLayout, RunsLayout
 from metabench.data.cache_index import (
     CACHE_FORMAT,

@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from metabench import paths
-from metabench.data import atomic
+from metabench import atomic, paths
 from metabench.data.archive import ImageSetLayout, read_image_set, read_runs
 from metabench.data.cache_index import (
     INDEX_NAME,

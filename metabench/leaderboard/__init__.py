@@ -10,7 +10,6 @@ from __future__ import annotations
 from metabench.leaderboard.markdown import render_markdown
 from metabench.leaderboard.portable import (
     IngestResult,
-    atomic_write_text,
     ingest_directory,
     read_record_file,
     write_record_file,
@@ -32,7 +31,6 @@ __all__ = [
     "RunRecord",
     "RunSummary",
     "Setting",
-    "atomic_write_text",
     "build_leaderboards",
     "delete_run",
     "ensure_schema",

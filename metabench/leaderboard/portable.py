@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
 
+from metabench import atomic
 from metabench.leaderboard.records import RunRecord
 from metabench.leaderboard.store import save_record
 
@@ -20,21 +19,6 @@ class IngestResult:
 
     loaded: tuple[str, ...]
     warnings: tuple[str, ...]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def record_path(results_dir: Path, run_id: str) -> Path:
@@ -52,7 +36,7 @@ def write_record_file(record: RunRecord, results_dir: Path) -> Path:
     text = json.dumps(data, indent=2, sort_keys=True)
     text = text[: text.rindex("}")].rstrip() + f',\n  "episode_accuracies": {json.dumps(episodes)}\n}}\n'
     path = record_path(results_dir, record.run_id)
-    atomic_write_text(path, text)
+    atomic.write_text(path, text)
     return path
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from metabench import paths
+from metabench import atomic, paths
 from metabench.errors import MetabenchError
 
 CHECKPOINT_FORMAT = 1
@@ -28,17 +26,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     `state` holds only tensors and plain Python values, so it loads with weights_only=True (no
     pickled code runs when a checkpoint is read).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic.write_with(path, lambda stream: torch.save({"format": CHECKPOINT_FORMAT, **state}, stream))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -116,8 +116,9 @@ def leaderboards(db_path: Path, all_runs: bool = False) -> list[Leaderboard]:
 
 def export_leaderboard(db_path: Path, path: Path, all_runs: bool = False) -> int:
     """Write the markdown leaderboard to `path` atomically; returns the number of settings."""
-    from metabench.leaderboard import atomic_write_text, render_markdown
+    from metabench import atomic
+    from metabench.leaderboard import render_markdown
 
     boards = leaderboards(db_path, all_runs)
-    atomic_write_text(path, render_markdown(boards))
+    atomic.write_text(path, render_markdown(boards))
     return len(boards)

@@ -1,4 +1,4 @@
-"""Write files so that a reader sees the old version or the new one, never half of one."""
+"""Write files so that a reader sees the old version or the new one, never half of one (stdlib only)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-# NamedTemporaryFile creates 0600 files; give the final file the permissions a plain open() would.
+# NamedTemporaryFile creates 0600 files; the final file keeps the mode of the one it replaces, or
+# gets the mode a plain open() would give a new file.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """Yield a temporary file beside `path`; on success it is synced and renamed over `path`, else removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_file(path: Path, make_parents: bool = True) -> Iterator[IO[bytes]]:
+    """Yield a temporary file beside `path`; on success it is synced and renamed over `path`, else removed.
+
+    make_parents=False refuses a missing folder (FileNotFoundError): for a path a user typed.
+    """
+    path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.is_file() else 0o666 & ~_UMASK
     handle = tempfile.NamedTemporaryFile(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
     )
@@ -28,7 +35,7 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-            os.chmod(handle.name, 0o666 & ~_UMASK)
+            os.chmod(handle.name, mode)
         os.replace(handle.name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -36,9 +43,13 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
         raise
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    with atomic_file(path) as handle:
+def write_bytes(path: Path, data: bytes, make_parents: bool = True) -> None:
+    with atomic_file(path, make_parents) as handle:
         handle.write(data)
+
+
+def write_text(path: Path, text: str, make_parents: bool = True) -> None:
+    write_bytes(path, text.encode("utf-8"), make_parents)
 
 
 def write_json(path: Path, data: Any) -> None:
