@@ -215,6 +215,9 @@ def test_methods_lists_every_method_with_its_budgets() -> None:
     assert set(methods["protonet"]["presets"]) == {"smoke", "quick", "paper"}
     assert methods["maml"]["transductive"] is True and methods["pixels-nn"]["needs_training"] is False
     assert methods["protonet"]["presets"]["quick"]["meta_steps"] > 0
+    # MAML's 20-way budget is its own (a 20-way inner step costs four 5-way ones); ProtoNet's is not.
+    assert methods["maml"]["presets_20_way"]["quick"] != methods["maml"]["presets"]["quick"]
+    assert methods["protonet"]["presets_20_way"] == methods["protonet"]["presets"]
     assert "protonet" in CliRunner().invoke(app, ["methods"]).stdout
 
 

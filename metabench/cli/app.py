@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from metabench import __version__
-from metabench.cli import bench_cmd, catalog_cmd, data_cmd, run_cmd, tui_cmd
+from metabench.cli import bench_cmd, catalog_cmd, data_cmd, leaderboard_cmd, run_cmd, runs_cmd, tui_cmd
 
 app = typer.Typer(
     name="metabench",
@@ -19,6 +19,8 @@ app.add_typer(catalog_cmd.app, name="catalog")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(bench_cmd.app, name="bench")
 run_cmd.register(app)
+runs_cmd.register(app)
+leaderboard_cmd.register(app)
 tui_cmd.register(app)
 
 

@@ -1,12 +1,13 @@
-"""Shared CLI plumbing: the one-line error decorator, consoles and common options."""
+"""Shared CLI plumbing: the one-line error decorator, consoles, common options and number formats."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -49,3 +50,42 @@ def fail(message: str, code: int = 1) -> None:
 def print_json(data: Any) -> None:
     """Write JSON to stdout, sorted and indented, so scripts and diffs see a stable shape."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def opened_database(db: str | None) -> Iterator[Any]:
+    """The database for one command, closed afterwards."""
+    from metabench.db import open_database
+
+    database = open_database(db)
+    try:
+        yield database
+    finally:
+        database.conn.close()
+
+
+def core_call(call: Callable[[], Any]) -> Any:
+    """Core functions raise ValueError for bad arguments; the CLI shows them as one-line errors."""
+    try:
+        return call()
+    except ValueError as exc:
+        raise MetabenchError(str(exc)) from None
+
+
+def accuracy_text(value: float | None, ci: float | None) -> str:
+    """A fraction and its CI as percent, e.g. '97.12 ± 0.31'; '-' when there is none."""
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}" + ("" if ci is None else f" ± {100 * ci:.2f}")
+
+
+def percent_to_fraction(percent: float | None) -> float | None:
+    return None if percent is None else percent / 100
+
+
+def percent_text(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def budget_text(preset: dict[str, int] | None) -> str:
+    return "-" if preset is None else f"{preset['meta_steps']} / {preset['eval_episodes']}"

@@ -1,0 +1,103 @@
+"""`metabench leaderboard` and `metabench export`: ranked results per setting beside the published numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from metabench.cli.common import (
+    DbOption,
+    JsonOption,
+    accuracy_text,
+    console,
+    core_call,
+    one_line_errors,
+    opened_database,
+    percent_to_fraction,
+    print_json,
+)
+from metabench.errors import MetabenchError
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `leaderboard` and `export` to the root app."""
+    app.command("leaderboard")(leaderboard_command)
+    app.command("export")(export_command)
+
+
+@one_line_errors
+def leaderboard_command(
+    protocol: str | None = typer.Option(None, "--protocol", help="Only this protocol."),
+    ways: int | None = typer.Option(None, "--ways", help="Only N-way boards."),
+    shots: int | None = typer.Option(None, "--shots", help="Only K-shot boards."),
+    all_runs: bool = typer.Option(False, "--all", help="Every finished run, not one per method."),
+    json_output: bool = JsonOption,
+    db: str | None = DbOption,
+) -> None:
+    """Rank finished runs per setting, beside the published numbers."""
+    from metabench.leaderboard import build_leaderboards
+    from metabench.leaderboard.markdown import format_duration
+
+    with opened_database(db) as database:
+        boards = core_call(lambda: build_leaderboards(database, protocol, ways, shots, all_runs=all_runs))
+    if json_output:
+        print_json([board.to_dict() for board in boards])
+        return
+    if not boards:
+        console.print("no finished runs match; start one with `metabench run METHOD`")
+    for board in boards:
+        table = Table("#", title=board.setting.title, title_justify="left")
+        table.add_column("method", no_wrap=True)  # names are what the reader scans for: never cut them
+        for column in ("accuracy %", "published %", "diff", "vs above", "budget"):
+            table.add_column(column)
+        table.add_column("device", overflow="fold")
+        table.add_column("train", no_wrap=True)
+        for row in board.rows:
+            published = (
+                "-"
+                if row.published is None
+                else accuracy_text(row.published / 100, percent_to_fraction(row.published_ci))
+            )
+            versus = "-" if row.p_value_vs_above is None else (
+                f"{'significant' if row.significant_vs_above else 'n.s.'} p={row.p_value_vs_above:.3f}"
+            )  # fmt: skip
+            table.add_row(
+                str(row.rank),
+                row.method + (" †" if row.transductive else ""),
+                accuracy_text(row.accuracy / 100, percent_to_fraction(row.ci95)),
+                published,
+                "-" if row.difference is None else f"{row.difference:+.2f}",
+                versus,
+                f"{row.preset}, {row.meta_steps} steps",
+                row.device,
+                format_duration(row.train_time_s),
+            )
+        console.print(table)
+    if boards:
+        console.print("† transductive evaluation; vs above: paired t-test over the same test episodes")
+
+
+@one_line_errors
+def export_command(
+    fmt: str = typer.Option("markdown", "--format", help="Output format: markdown."),
+    out: Path | None = typer.Option(None, "--out", help="Write to FILE (atomically) instead of stdout."),
+    db: str | None = DbOption,
+) -> None:
+    """Export every leaderboard as one markdown document."""
+    from metabench import atomic
+    from metabench.leaderboard import build_leaderboards, render_markdown
+
+    if fmt != "markdown":
+        raise MetabenchError(f"unknown --format {fmt!r}; the only format is markdown")
+    with opened_database(db) as database:
+        document = render_markdown(core_call(lambda: build_leaderboards(database)))
+    if out is None:
+        typer.echo(document, nl=False)
+        return
+    try:
+        atomic.write_text(out, document)
+    except OSError as exc:
+        raise MetabenchError(f"cannot write {out}: {exc.strerror}; choose another --out") from None
+    typer.echo(f"wrote {out}", err=True)

@@ -1,0 +1,182 @@
+"""`metabench runs list|show|rm|ingest` and `metabench methods`: the run history and the method registry."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from metabench import paths
+from metabench.cli.common import (
+    DbOption,
+    JsonOption,
+    accuracy_text,
+    budget_text,
+    console,
+    core_call,
+    one_line_errors,
+    opened_database,
+    percent_text,
+    print_json,
+)
+from metabench.errors import MetabenchError
+
+SHOWN_FIELDS = (
+    "run_id", "status", "method", "family", "protocol", "preset", "meta_steps", "steps_done",
+    "eval_episodes", "seed", "spec_hash", "device_name", "data_digest", "created_at", "finished_at",
+    "train_time_s", "wall_time_s", "tasks_per_s", "peak_rss_mb", "peak_cuda_mb", "error",
+)  # fmt: skip
+
+runs_app = typer.Typer(help="List, show, delete and ingest benchmark runs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `runs` and `methods` to the root app."""
+    app.add_typer(runs_app, name="runs")
+    app.command("methods")(methods_command)
+
+
+@runs_app.command("list")
+@one_line_errors
+def runs_list(
+    status: str | None = typer.Option(None, "--status", help="Only runs with this status."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many runs."),
+    json_output: bool = JsonOption,
+    db: str | None = DbOption,
+) -> None:
+    """List runs, newest first."""
+    from dataclasses import asdict
+
+    from metabench.leaderboard import list_runs
+
+    with opened_database(db) as database:
+        runs = core_call(lambda: list_runs(database, limit=limit, status=status))
+    if json_output:
+        print_json([asdict(run) for run in runs])
+        return
+    table = Table("run", "status", "method", "setting", "preset", "steps", "accuracy %", "device", "created")
+    for run in runs:
+        table.add_row(
+            run.run_id,
+            run.status,
+            run.method,
+            f"{run.protocol} {run.setting}",
+            run.preset,
+            f"{run.steps_done}/{run.meta_steps}",
+            accuracy_text(run.accuracy, run.ci95)
+            + (" †" if run.transductive and run.accuracy is not None else ""),
+            run.device_name,
+            run.created_at,
+        )
+    console.print(table if runs else "no runs yet: start one with `metabench run METHOD`")
+
+
+@runs_app.command("show")
+@one_line_errors
+def runs_show(
+    run_id: str = typer.Argument(...), json_output: bool = JsonOption, db: str | None = DbOption
+) -> None:
+    """Show one run: spec, environment, learning curve and result."""
+    from metabench.leaderboard import get_run
+
+    with opened_database(db) as database:
+        record = get_run(database, run_id)
+    if record is None:
+        raise MetabenchError(f"no run {run_id!r}; see `metabench runs list`")
+    if json_output:
+        print_json(record.to_dict())
+        return
+    data = record.to_dict()
+    for key in SHOWN_FIELDS:
+        if data[key] is not None:
+            console.print(f"[bold]{key:>14}[/] {data[key]}", highlight=False)
+    console.print(f"[bold]{'setting':>14}[/] {record.episode.label}, {record.episode.queries} queries")
+    console.print(f"[bold]{'overrides':>14}[/] {dict(record.spec.overrides) or '-'}")
+    console.print(f"[bold]{'versions':>14}[/] {dict(record.versions)}", highlight=False)
+    if record.accuracy is not None:
+        mark = " (transductive)" if record.transductive else ""
+        console.print(f"[bold]{'accuracy':>14}[/] {accuracy_text(record.accuracy, record.ci95)} %{mark}")
+    if record.curve:
+        table = Table("step", "loss", "train acc %", "val acc %", title="learning curve")
+        for point in record.curve:
+            table.add_row(
+                str(point.step),
+                "-" if point.loss is None else f"{point.loss:.4f}",
+                percent_text(point.train_accuracy),
+                percent_text(point.val_accuracy),
+            )
+        console.print(table)
+
+
+@runs_app.command("rm")
+@one_line_errors
+def runs_rm(run_id: str = typer.Argument(...), db: str | None = DbOption) -> None:
+    """Delete a run from the database with its checkpoints (JSON records under results/ stay)."""
+    from metabench.leaderboard import delete_run
+
+    with opened_database(db) as database:
+        if not delete_run(database, run_id):
+            raise MetabenchError(f"no run {run_id!r}; see `metabench runs list`")
+    shutil.rmtree(paths.checkpoints_dir() / run_id, ignore_errors=True)
+    console.print(f"deleted {run_id}")
+
+
+@runs_app.command("ingest")
+@one_line_errors
+def runs_ingest(
+    directory: Path = typer.Argument(..., help="Folder of run records, e.g. results/."),
+    db: str | None = DbOption,
+) -> None:
+    """Load run records (*.json, searched recursively) into the database, replacing same run ids."""
+    from metabench.leaderboard import ingest_directory
+
+    with opened_database(db) as database:
+        outcome = core_call(lambda: ingest_directory(database, directory))
+    for warning in outcome.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    console.print(f"ingested {len(outcome.loaded)} run records from {directory}", highlight=False)
+
+
+@one_line_errors
+def methods_command(json_output: bool = JsonOption) -> None:
+    """List the benchmark methods with their family, paper and preset budgets."""
+    from metabench.config import EpisodeSpec
+    from metabench.methods.base import FAMILY_NAMES
+    from metabench.methods.registry import all_methods
+
+    def budgets(method, ways: int) -> dict[str, dict[str, int]]:
+        return {
+            name: {"meta_steps": p.meta_steps, "eval_episodes": p.eval_episodes}
+            for name in method.presets
+            for p in [method.preset_for(name, EpisodeSpec(ways, 1, 15))]
+        }
+
+    rows = [
+        {
+            "name": m.name,
+            "family": m.family,
+            "family_name": FAMILY_NAMES[m.family],
+            "paper": m.paper,
+            "needs_training": m.needs_training,
+            "transductive": m.transductive,
+            "presets": budgets(m, 5),
+            # A method whose cost grows steeply with the ways has its own budget for 20 and more.
+            "presets_20_way": budgets(m, 20),
+        }
+        for m in all_methods()
+    ]
+    if json_output:
+        print_json(rows)
+        return
+    table = Table("method", "family", "paper", "smoke", "quick", "paper budget")
+    for row in rows:
+        cells = []
+        for name in ("smoke", "quick", "paper"):
+            five, twenty = row["presets"].get(name), row["presets_20_way"].get(name)
+            cells.append(budget_text(five) + ("" if twenty == five else f"\n20-way: {budget_text(twenty)}"))
+        name = row["name"] + (" †" if row["transductive"] else "")
+        table.add_row(name, f"{row['family']} {row['family_name']}", row["paper"], *cells)
+    console.print(table)
+    console.print("budgets: meta-training steps / test episodes; † transductive evaluation")
