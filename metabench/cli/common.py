@@ -74,13 +74,14 @@ def core_call(call: Callable[[], Any]) -> Any:
 
 def accuracy_text(value: float | None, ci: float | None) -> str:
     """A fraction and its CI as percent, e.g. '97.12 ± 0.31'; '-' when there is none."""
-    if value is None:
+    return percent_ci_text(None if value is None else 100 * value, None if ci is None else 100 * ci)
+
+
+def percent_ci_text(percent: float | None, ci: float | None) -> str:
+    """A percentage and its CI (both already in percent), e.g. '97.12 ± 0.31'; '-' when there is none."""
+    if percent is None:
         return "-"
-    return f"{100 * value:.2f}" + ("" if ci is None else f" ± {100 * ci:.2f}")
-
-
-def percent_to_fraction(percent: float | None) -> float | None:
-    return None if percent is None else percent / 100
+    return f"{percent:.2f}" + ("" if ci is None else f" ± {ci:.2f}")
 
 
 def percent_text(value: float | None) -> str:

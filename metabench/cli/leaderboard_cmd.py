@@ -10,12 +10,11 @@ from rich.table import Table
 from metabench.cli.common import (
     DbOption,
     JsonOption,
-    accuracy_text,
     console,
     core_call,
     one_line_errors,
     opened_database,
-    percent_to_fraction,
+    percent_ci_text,
     print_json,
 )
 from metabench.errors import MetabenchError
@@ -55,19 +54,14 @@ def leaderboard_command(
         table.add_column("device", overflow="fold")
         table.add_column("train", no_wrap=True)
         for row in board.rows:
-            published = (
-                "-"
-                if row.published is None
-                else accuracy_text(row.published / 100, percent_to_fraction(row.published_ci))
-            )
             versus = "-" if row.p_value_vs_above is None else (
                 f"{'significant' if row.significant_vs_above else 'n.s.'} p={row.p_value_vs_above:.3f}"
             )  # fmt: skip
             table.add_row(
                 str(row.rank),
                 row.method + (" †" if row.transductive else ""),
-                accuracy_text(row.accuracy / 100, percent_to_fraction(row.ci95)),
-                published,
+                percent_ci_text(row.accuracy, row.ci95),
+                percent_ci_text(row.published, row.published_ci),
                 "-" if row.difference is None else f"{row.difference:+.2f}",
                 versus,
                 f"{row.preset}, {row.meta_steps} steps",
