@@ -177,6 +177,7 @@ def methods_command(json_output: bool = JsonOption) -> None:
             five, twenty = row["presets"].get(name), row["presets_20_way"].get(name)
             cells.append(budget_text(five) + ("" if twenty == five else f"\n20-way: {budget_text(twenty)}"))
         name = row["name"] + (" †" if row["transductive"] else "")
-        table.add_row(name, f"{row['family']} {row['family_name']}", row["paper"], *cells)
+        family = row["family_name"] if row["family"] == "baseline" else f"{row['family']} {row['family_name']}"
+        table.add_row(name, family, row["paper"], *cells)
     console.print(table)
     console.print("budgets: meta-training steps / test episodes; † transductive evaluation")
