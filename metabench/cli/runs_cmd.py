@@ -177,7 +177,9 @@ def methods_command(json_output: bool = JsonOption) -> None:
             five, twenty = row["presets"].get(name), row["presets_20_way"].get(name)
             cells.append(budget_text(five) + ("" if twenty == five else f"\n20-way: {budget_text(twenty)}"))
         name = row["name"] + (" †" if row["transductive"] else "")
-        family = row["family_name"] if row["family"] == "baseline" else f"{row['family']} {row['family_name']}"
+        family = row["family_name"]
+        if row["family"] != "baseline":
+            family = f"{row['family']} {family}"
         table.add_row(name, family, row["paper"], *cells)
     console.print(table)
     console.print("budgets: meta-training steps / test episodes; † transductive evaluation")
