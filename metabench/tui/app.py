@@ -7,20 +7,36 @@ import threading
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from metabench import paths
-from metabench.tui.methods_info import MethodInfo, load_methods
-from metabench.tui.run_process import RunRequest
 from metabench.tui.screens.catalog import CatalogScreen
-from metabench.tui.screens.dialogs import ConfirmScreen
-from metabench.tui.screens.help import HelpScreen
-from metabench.tui.screens.leaderboard import LeaderboardScreen
-from metabench.tui.screens.run_form import RunFormScreen
-from metabench.tui.screens.runs import RunsScreen
+
+if TYPE_CHECKING:
+    from metabench.tui.methods_info import MethodInfo
+    from metabench.tui.run_process import RunRequest
+    from metabench.tui.screens.leaderboard import LeaderboardScreen
+    from metabench.tui.screens.runs import RunsScreen
+
+# Only the first screen is imported with the app; the others (and their widgets) load when first
+# shown, so that the first frame waits for as little Python as possible.
+
+
+def _runs_screen() -> RunsScreen:
+    from metabench.tui.screens.runs import RunsScreen
+
+    return RunsScreen()
+
+
+def _leaderboard_screen() -> LeaderboardScreen:
+    from metabench.tui.screens.leaderboard import LeaderboardScreen
+
+    return LeaderboardScreen()
+
 
 DARK_THEME = "textual-dark"
 LIGHT_THEME = "textual-light"
@@ -31,7 +47,7 @@ class MetabenchApp(App[None]):
 
     TITLE = "metabench"
     CSS_PATH = "metabench.tcss"
-    SCREENS = {"catalog": CatalogScreen, "runs": RunsScreen, "leaderboard": LeaderboardScreen}
+    SCREENS = {"catalog": CatalogScreen, "runs": _runs_screen, "leaderboard": _leaderboard_screen}
     MODES = {"catalog": "catalog", "runs": "runs", "leaderboard": "leaderboard"}
     DEFAULT_MODE = "catalog"
     # -narrow below 120 columns; -wide up to 169; -xwide from 170, where side panels fit.
@@ -63,6 +79,8 @@ class MetabenchApp(App[None]):
         Fetched on first need (the run form, a paper's "benchmark this"), not at start: the first
         ever fetch starts a subprocess that imports torch, which the first paint must not wait for.
         """
+        from metabench.tui.methods_info import load_methods
+
         with self._methods_lock:
             if self.methods is None and self.methods_error is None:
                 try:
@@ -79,6 +97,8 @@ class MetabenchApp(App[None]):
 
     def action_new_run(self, method: str | None = None) -> None:
         """Open the run form (prefilled with `method`); a submitted form launches the run."""
+        from metabench.tui.screens.run_form import RunFormScreen
+
         self.push_screen(RunFormScreen(method=method), self._launch_from_form)
 
     async def _launch_from_form(self, request: RunRequest | None) -> None:
@@ -97,12 +117,16 @@ class MetabenchApp(App[None]):
 
     @property
     def runs_screen(self) -> RunsScreen:
+        from metabench.tui.screens.runs import RunsScreen
+
         screen = self.get_screen("runs")
         assert isinstance(screen, RunsScreen)
         return screen
 
     def action_help(self) -> None:
         """Show the keys of every screen and what each screen does."""
+        from metabench.tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
@@ -116,6 +140,8 @@ class MetabenchApp(App[None]):
         if not active:
             self.exit()
             return
+        from metabench.tui.screens.dialogs import ConfirmScreen
+
         noun, pronoun = ("run is", "it") if active == 1 else ("runs are", "them")
 
         async def decided(confirmed: bool | None) -> None:

@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.lazy import Lazy
 from textual.widgets import DataTable, Input, TabbedContent, TabPane
 
 from metabench.tui import store
 from metabench.tui.screens.base import MainScreen
-from metabench.tui.screens.paper import PaperScreen
 from metabench.tui.widgets.paper_browser import PaperBrowser
 from metabench.tui.widgets.survey_table import SurveyTableView
 
@@ -47,17 +45,19 @@ class CatalogScreen(MainScreen):
         with TabbedContent(initial="survey-pane", id="catalog-tabs"):
             with TabPane("Survey table", id="survey-pane"):
                 yield SurveyTableView(id="survey")
-            with TabPane("Papers", id="papers-pane"):
-                # Mounted after the first frame: the hidden pane must not delay the first paint.
-                yield Lazy(PaperBrowser())
+            # The paper browser is mounted after the first frame: the hidden pane must not delay it.
+            yield TabPane("Papers", id="papers-pane")
 
     def on_mount(self) -> None:
         # A one-line placeholder rather than `loading = True`: the animated loading indicator
         # costs the first paint about 0.1 s on a small machine.
         self.query_one("#survey", SurveyTableView).show_placeholder("Loading the survey table…")
-        # After the first frame: the worker's imports (sqlite-utils, numpy) would otherwise
-        # compete with the first paint for the interpreter.
-        self.call_after_refresh(self.load_catalog)
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
+        # The worker's imports (sqlite-utils, numpy) would otherwise compete with the first paint.
+        self.query_one("#papers-pane", TabPane).mount(PaperBrowser())
+        self.load_catalog()
 
     @work(thread=True, exclusive=True, group="catalog-load", exit_on_error=False)
     def load_catalog(self) -> None:
@@ -79,8 +79,8 @@ class CatalogScreen(MainScreen):
         if not isinstance(self.focused, DataTable | Input):
             self._focus_active_pane()
         self.facets = counts
-        # The paper browser is mounted lazily: whichever comes second (the data or the browser's
-        # mount) hands the facets over.
+        # The paper browser is mounted after the first frame: whichever comes second (the data or
+        # the browser's mount) hands the facets over.
         browsers = self.query(PaperBrowser)
         if browsers and browsers.first().is_mounted:
             browsers.first().catalog_loaded(counts)
@@ -95,6 +95,8 @@ class CatalogScreen(MainScreen):
 
     @on(PaperBrowser.PaperChosen)
     def _paper_chosen(self, event: PaperBrowser.PaperChosen) -> None:
+        from metabench.tui.screens.paper import PaperScreen
+
         self.app.push_screen(PaperScreen(event.cite_key))
 
     @on(DataTable.CellSelected, "#survey")

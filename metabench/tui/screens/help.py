@@ -53,7 +53,9 @@ class HelpScreen(ModalScreen[None]):
 
     def help_markup(self) -> str:
         lines = [INTRO, "[b u]Everywhere[/]", *key_lines(list(self.app.BINDINGS))]
-        for name, screen_class in self.app.SCREENS.items():
+        from metabench.tui.screens import main_screen_classes
+
+        for name, screen_class in main_screen_classes().items():
             title = getattr(screen_class, "TITLE", None) or name.title()
             lines += ["", f"[b u]{escape(title)}[/]"]
             help_text = getattr(screen_class, "HELP", "")
