@@ -8,6 +8,7 @@ run trains live in the TUI, which is then cancelled.
 
     python scripts/screenshots.py                 # fresh database, real runs (a minute or two on a CPU)
     python scripts/screenshots.py --db my.db      # your own database as it is (no runs are added)
+    python scripts/screenshots.py --ingest results/runs   # fresh database with these run records
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def main() -> None:
     parser.add_argument(
         "--db", type=Path, help="use this database as it is (default: a fresh one with real runs)"
     )
+    parser.add_argument(
+        "--ingest", type=Path, help="load these run records into the fresh database instead of recording runs"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots", help="output folder")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +105,14 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="metabench-screenshots-") as folder:
         db_path = Path(folder) / "metabench.db"
-        record_runs(db_path, Path(folder) / "results")
+        if args.ingest is not None:
+            subprocess.run(
+                [sys.executable, "-m", "metabench", "runs", "ingest", str(args.ingest), "--db", str(db_path)],
+                check=True,
+                cwd=REPO,
+            )
+        else:
+            record_runs(db_path, Path(folder) / "results")
         asyncio.run(take(db_path, args.out, live=True))
 
 
