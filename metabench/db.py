@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,13 +43,19 @@ def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
         raise MetabenchError(
             f"cannot create {db_path.parent}: {exc.strerror}; pass --db PATH to a writable place"
         ) from exc
+    conn = None
     try:
         # check_same_thread=False: the TUI reads from worker threads, one connection per worker.
         conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        mode = _configure(conn)
     except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
+        if "locked" in str(exc):
+            raise MetabenchError(
+                f"{db_path} stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s; "
+                "try again when it has finished"
+            ) from exc
         raise MetabenchError(
             f"{db_path} is not a metabench database ({exc}); pass --db PATH or move the file away"
         ) from exc
@@ -60,6 +67,25 @@ def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _configure(conn: sqlite3.Connection) -> tuple[str] | None:
+    """Busy timeout, foreign keys and WAL; returns the journal mode row.
+
+    Switching a new file to WAL needs an exclusive lock and SQLite answers "database is locked"
+    at once, without waiting, when another connection is doing the same (the TUI and a CLI
+    command opening a fresh database together): retry until the busy timeout.
+    """
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _ensure_migrations_table(conn: sqlite3.Connection, db_path: Path) -> None:

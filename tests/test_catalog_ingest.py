@@ -190,9 +190,9 @@ def test_concurrent_first_use_of_a_new_database(tmp_path: Path) -> None:
     outcomes: list[object] = []
 
     def first_use() -> None:
-        connection = open_database(path)
-        start.wait()
         try:
+            connection = open_database(path)
+            start.wait(timeout=60)  # a thread that failed above must not leave the others waiting
             catalog.ensure_catalog(connection)
             outcomes.append(len(catalog.list_cells(connection)))
         except Exception as exc:  # recorded, so the assertion below shows what went wrong
