@@ -60,6 +60,7 @@ def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
             f"{db_path} is not a metabench database ({exc}); pass --db PATH or move the file away"
         ) from exc
     if mode is None:
+        conn.close()
         raise MetabenchError(f"{db_path} could not be opened; pass --db PATH to another file")
     try:
         _ensure_migrations_table(conn, db_path)
