@@ -4,7 +4,7 @@
 # Expects, in the repository root: .whl/ (wheels of sqlite-utils, sqlite-fts4, click-default-group,
 # platformdirs for the machine's Python) and .omniglot/ (the three Omniglot zips). Writes its log
 # and a tarball of run records under $OUT (or ./device-out). Each stage has its own time limit, so
-# one slow stage cannot take the others' evidence with it.
+# one slow stage cannot take the others' evidence with it. RUNS replaces the default quick runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/device-out}"
@@ -32,8 +32,13 @@ stage 200 tests python3 -m pytest -q -p no:cacheprovider --ignore-glob='tests/te
     --deselect tests/test_import_hygiene.py::test_import_linter_contracts_hold
 stage 30 bench-sampler "${MB[@]}" bench sampler
 stage 50 bench-methods "${MB[@]}" bench methods --device cuda --rounds 3
-for method_limit in protonet:80 maml:90 fomaml:60; do
-    stage "${method_limit#*:}" "run ${method_limit%:*}" "${MB[@]}" run "${method_limit%:*}" --preset quick --device cuda --events none
-done
+# The runs to make on the GPU, one a line: a time limit in seconds, then `metabench run`'s arguments.
+RUNS="${RUNS:-80 protonet --preset quick
+90 maml --preset quick
+60 fomaml --preset quick}"
+while read -r limit args; do
+    # shellcheck disable=SC2086  # the arguments are meant to split
+    stage "$limit" "run $args" "${MB[@]}" run $args --device cuda --events none </dev/null
+done <<<"$RUNS"
 stage 20 leaderboard "${MB[@]}" leaderboard --all
 tar -czf "$OUT/records.tar.gz" -C "$OUT" records && rm -rf "$OUT/records"

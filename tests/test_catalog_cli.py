@@ -218,7 +218,9 @@ def test_a_file_that_is_not_a_database_is_a_clean_error(runner: CliRunner, tmp_p
 
 def test_real_subprocess_table_and_broken_ingest(tmp_path: Path) -> None:
     """The installed entry point, from an unrelated cwd, with METABENCH_HOME from the test session."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # Prepended, not replaced: the dependencies may themselves come from PYTHONPATH (a device machine).
+    python_path = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(python_path))
     assert "METABENCH_HOME" in env
     command = [sys.executable, "-m", "metabench", "catalog"]
     table = subprocess.run(

@@ -10,7 +10,8 @@ import torch
 
 from metabench.config import EpisodeSpec
 from metabench.data.cache import OmniglotCache, load_cache
-from metabench.data.episodes import evaluation_episodes
+from metabench.data.episode import Episode
+from metabench.data.episodes import _to_float, evaluation_episodes
 from metabench.data.install import MANIFEST_NAME, import_data, info
 from metabench.data.protocols import ProtocolData, load_protocol, run_characters
 from metabench.data.splits import ProtocolSplits, check_disjoint, lake_splits, make_split, vinyals_splits
@@ -195,10 +196,41 @@ def test_evaluation_episodes_survive_a_reload(real_cache: OmniglotCache) -> None
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_same_seed_same_episodes_on_cpu_and_gpu(real_cache: OmniglotCache) -> None:
+    """Bit for bit: training batches, the fixed test set, pre-training images and Lake's runs."""
     spec = EpisodeSpec(5, 1, 15)
-    cpu, gpu = load_protocol("vinyals", "cpu"), load_protocol("vinyals", "cuda")
-    a = cpu.train.sample(16, spec, torch.Generator().manual_seed(7))
-    b = gpu.train.sample(16, spec, torch.Generator().manual_seed(7))
-    assert b.query.device.type == "cuda"
-    assert a.query.equal(b.query.cpu()) and a.query_labels.equal(b.query_labels.cpu())
-    assert a.support.equal(b.support.cpu())
+    cpu, gpu = load_protocol("lake-runs", "cpu"), load_protocol("lake-runs", "cuda")
+
+    def same(a: Episode, b: Episode) -> None:
+        assert b.query.device.type == "cuda"
+        for name in ("support_labels", "query_labels", "support", "query"):
+            assert getattr(a, name).equal(getattr(b, name).cpu()), f"{name} differs between CPU and GPU"
+
+    same(
+        cpu.train.sample(16, spec, torch.Generator().manual_seed(7)),
+        gpu.train.sample(16, spec, torch.Generator().manual_seed(7)),
+    )
+    for a, b in zip(
+        evaluation_episodes(cpu.val, spec, 300, 100),
+        evaluation_episodes(gpu.val, spec, 300, 100),
+        strict=True,
+    ):
+        same(a, b)
+    runs_spec = cpu.test_spec
+    assert runs_spec is not None
+    for a, b in zip(
+        evaluation_episodes(cpu.test, runs_spec, 20, 20),
+        evaluation_episodes(gpu.test, runs_spec, 20, 20),
+        strict=True,
+    ):
+        same(a, b)
+    images, labels = cpu.train.sample_labeled(64, torch.Generator().manual_seed(3))
+    gpu_images, gpu_labels = gpu.train.sample_labeled(64, torch.Generator().manual_seed(3))
+    assert images.equal(gpu_images.cpu()) and labels.equal(gpu_labels.cpu())
+
+
+def test_intensities_are_exact_quotients() -> None:
+    """The uint8-to-float table holds the correctly rounded k / 255 (what the GPU must reproduce)."""
+    values = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    expected = (torch.arange(256, dtype=torch.float64) / 255).to(torch.float32).view(1, 1, 16, 16)
+    assert _to_float(values).equal(expected)
+    assert _to_float(values).shape == values.shape and _to_float(values).dtype == torch.float32

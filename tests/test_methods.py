@@ -324,14 +324,16 @@ def test_linear_heads_are_fitted_independently_per_task() -> None:
 # inner step) to 0.53 (first-order MAML's smaller one) through the meta-learners' own test-time
 # adaptation, so they must also beat their untrained selves; first-order MAML starts slowest and
 # gets more tasks. `pretrain` is the exception by design: a few hundred steps of 4112-way
-# classification are not yet better features than random ones (it needs its quick budget for
-# that), so for it the test asks only for a falling training loss and accuracy well above chance.
+# classification are barely better features than random ones (0.585 untrained, 0.62 to 0.66 after
+# 300 steps; it needs its quick budget for more), so for it the test asks only for a falling
+# training loss and accuracy well above chance. After 100 steps it scored 0.45 to 0.51 depending on
+# the CPU's thread count (summation order), too close to the floor to be a reliable test.
 LEARNING_BUDGET: dict[str, tuple[int, dict[str, str]]] = {
     "pixels-nn": (0, {}),
     "maml": (40, {}),
     "fomaml": (60, {"meta_batch": "8"}),
     "protonet": (20, {}),
-    "pretrain": (100, {"lr": "0.003"}),
+    "pretrain": (300, {"lr": "0.003"}),
 }
 FLOOR = 0.45  # chance (0.2) + 0.25, for everything that trains
 PIXELS_FLOOR = 0.36  # raw pixels learn nothing: 0.42 on these 50 episodes; chance + 0.16 proves it works

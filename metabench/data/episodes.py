@@ -257,6 +257,17 @@ def _rotated(images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     return out
 
 
+# Intensity of each uint8 value, computed once on the CPU and copied to each device as it is needed.
+# A table rather than a division because CUDA divides by a scalar as a multiplication by its
+# reciprocal, which differs from the CPU's division in the last bit for about half the grey values:
+# the same seed would then give different episodes on CPU and GPU.
+_INTENSITY = torch.arange(256, dtype=torch.float32) / 255
+_intensity_on: dict[torch.device, torch.Tensor] = {}
+
+
 def _to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (ink 255) to float32 with ink 1.0 and background 0.0 (division keeps 255 -> 1.0 exact)."""
-    return images.to(torch.float32).div_(255)
+    """uint8 (ink 255) to float32 in [0, 1] (ink 1.0), bit for bit the same on every device."""
+    table = _intensity_on.get(images.device)
+    if table is None:
+        table = _intensity_on[images.device] = _INTENSITY.to(images.device)
+    return table.index_select(0, images.flatten().int()).view(images.shape)
