@@ -41,6 +41,29 @@ def test_info_on_the_real_data(omniglot_dir: Path) -> None:
     assert report["sets"]["evaluation"]["characters"] == 659 and report["data_dir"] == str(omniglot_dir)
 
 
+def test_splits_counts_every_protocol_on_the_real_data(omniglot_dir: Path) -> None:
+    result = runner.invoke(app, ["data", "splits", "--json", "--data", str(omniglot_dir)])
+    assert result.exit_code == 0, result.output
+    sides = {
+        row["protocol"]: [
+            (row[side]["classes"], row[side]["characters"]) for side in ("train", "val", "test")
+        ]
+        for row in json.loads(result.stdout)
+    }
+    assert sides["vinyals"] == [(4112, 1028), (688, 172), (1692, 423)]  # 4 rotations of each character
+    assert sides["lake"] == sides["lake-within"] == [(813, 813), (151, 151), (659, 659)]  # 813 + 151 = 964
+    assert sides["lake-runs"][2] == (400, 200)  # 20 runs x 20 classes, drawn from 200 characters
+    table = runner.invoke(app, ["data", "splits"])
+    assert table.exit_code == 0 and "4,112 / 1,028 / 33" in table.output and "lake-runs" in table.output
+
+
+def test_splits_without_data_is_a_one_line_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "splits", "--data", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "no Omniglot data in" in result.output and "metabench data import PATH" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_info_without_data_says_how_to_get_it(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "info", "--data", str(tmp_path / "nothing")])
     assert result.exit_code == 0

@@ -173,6 +173,32 @@ def info_command(data: Path | None = DataOption, json_output: bool = JsonOption)
         console.print(f"[yellow]{escape(report['hint'])}[/]")
 
 
+@app.command("splits")
+@one_line_errors
+def splits_command(data: Path | None = DataOption, json_output: bool = JsonOption) -> None:
+    """Each protocol's train / val / test classes, characters and alphabets (from the installed data)."""
+    import dataclasses
+
+    from metabench.data.protocols import describe_protocols
+
+    summaries = describe_protocols(data)
+    if json_output:
+        print_json([dataclasses.asdict(summary) for summary in summaries])
+        return
+    table = Table(title="Omniglot protocols (classes, characters, alphabets)", title_justify="left")
+    for heading in ("Protocol", "Train", "Val", "Test", "What it is"):
+        table.add_column(heading, no_wrap=heading != "What it is")
+    for summary in summaries:
+        sides = (summary.train, summary.val, summary.test)
+        table.add_row(
+            summary.protocol,
+            *(f"{s.classes:,} / {s.characters:,} / {s.alphabets}" for s in sides),
+            summary.description,
+        )
+    console.print(table)
+    console.print("Rotated copies count as classes in vinyals only; train, val and test share no character.")
+
+
 @app.command("verify")
 @one_line_errors
 def verify_command(data: Path | None = DataOption, json_output: bool = JsonOption) -> None:

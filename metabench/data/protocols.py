@@ -29,6 +29,34 @@ class ProtocolData:
     test_spec: EpisodeSpec | None = None  # an episode shape the test set imposes (lake-runs: 20w1s1q)
 
 
+@dataclass(frozen=True)
+class SideCounts:
+    """One side (train, val or test) of a protocol: how many classes, characters and alphabets."""
+
+    classes: int
+    characters: int
+    alphabets: int
+
+
+@dataclass(frozen=True)
+class ProtocolSummary:
+    """What a protocol trains, validates and tests on, counted from the same splits a run uses."""
+
+    protocol: str
+    description: str
+    train: SideCounts
+    val: SideCounts
+    test: SideCounts
+
+
+PROTOCOL_DESCRIPTIONS = {
+    "vinyals": "Vinyals et al. (2016): 1028 / 172 / 423 characters, each in 4 rotations as 4 classes",
+    "lake": "Lake et al. (2015): background alphabets (5 held out to validate) / evaluation alphabets",
+    "lake-within": "as lake, with each task's classes drawn from one alphabet",
+    "lake-runs": "as lake to train; tests on Lake's 20 official 20-way 1-shot runs, as published",
+}
+
+
 def resolve_device(device: torch.device | str) -> torch.device:
     """A torch.device, refusing CUDA where there is none with a one-line error."""
     try:
@@ -99,6 +127,32 @@ def load_protocol(
         list(splits.val.ids),
         test_spec=runs_test.spec,
     )
+
+
+def describe_protocols(
+    data_dir: Path | None = None, *, cache_dir: Path | None = None
+) -> list[ProtocolSummary]:
+    """Every protocol's class, character and alphabet counts (building the cache if needed)."""
+    cache = load_cache(data_dir, cache_dir)
+    summaries = []
+    for protocol in PROTOCOLS:
+        splits = vinyals_splits(cache) if protocol == "vinyals" else lake_splits(cache)
+        train, val, test = (
+            _counts(cache, split.classes) for split in (splits.train, splits.val, splits.test)
+        )
+        if protocol == "lake-runs":
+            if cache.runs is None:
+                continue  # all_runs.zip is optional; without it the protocol cannot run
+            characters = run_characters(cache)
+            rows = torch.tensor([[c, 0] for c in sorted(characters)], dtype=torch.long).reshape(-1, 2)
+            test = SideCounts(cache.runs.labels.numel(), len(characters), _counts(cache, rows).alphabets)
+        summaries.append(ProtocolSummary(protocol, PROTOCOL_DESCRIPTIONS[protocol], train, val, test))
+    return summaries
+
+
+def _counts(cache: OmniglotCache, classes: torch.Tensor) -> SideCounts:
+    characters = set(classes[:, 0].tolist())
+    return SideCounts(len(classes), len(characters), len({cache.alphabets[c] for c in characters}))
 
 
 def run_characters(cache: OmniglotCache) -> set[int]:
