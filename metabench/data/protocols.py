@@ -50,10 +50,10 @@ class ProtocolSummary:
 
 
 PROTOCOL_DESCRIPTIONS = {
-    "vinyals": "Vinyals et al. (2016): 1028 / 172 / 423 characters, each in 4 rotations as 4 classes",
-    "lake": "Lake et al. (2015): background alphabets (5 held out to validate) / evaluation alphabets",
-    "lake-within": "as lake, with each task's classes drawn from one alphabet",
-    "lake-runs": "as lake to train; tests on Lake's 20 official 20-way 1-shot runs, as published",
+    "vinyals": "Vinyals et al. 2016; each character in 4 rotations, as 4 classes",
+    "lake": "Lake et al. 2015; background / evaluation alphabets (5 held out to validate)",
+    "lake-within": "as lake; each task's classes from one alphabet",
+    "lake-runs": "as lake; tested on Lake's 20 official 20-way 1-shot runs",
 }
 
 
