@@ -3,8 +3,9 @@
 #
 # Expects, in the repository root: .whl/ (wheels of sqlite-utils, sqlite-fts4, click-default-group,
 # platformdirs for the machine's Python) and .omniglot/ (the three Omniglot zips). Writes its log
-# and a tarball of run records under $OUT (or a temporary folder it names). Each stage has its own time limit, so
-# one slow stage cannot take the others' evidence with it. RUNS replaces the default quick runs.
+# and a tarball of run records under $OUT (or a temporary folder it names). Each stage has its own
+# time limit, so one slow stage cannot take the others' evidence with it. RUNS replaces the default
+# quick runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"  # the device tool sets OUT; elsewhere a fresh temporary folder
