@@ -134,25 +134,23 @@ def describe_protocols(
 ) -> list[ProtocolSummary]:
     """Every protocol's class, character and alphabet counts (building the cache if needed)."""
     cache = load_cache(data_dir, cache_dir)
+    vinyals, lake = vinyals_splits(cache), lake_splits(cache)  # the lake variants share one split
     summaries = []
     for protocol in PROTOCOLS:
-        splits = vinyals_splits(cache) if protocol == "vinyals" else lake_splits(cache)
+        splits = vinyals if protocol == "vinyals" else lake
         train, val, test = (
-            _counts(cache, split.classes) for split in (splits.train, splits.val, splits.test)
+            _counts(cache, len(split), split.characters) for split in (splits.train, splits.val, splits.test)
         )
         if protocol == "lake-runs":
             if cache.runs is None:
                 continue  # all_runs.zip is optional; without it the protocol cannot run
-            characters = run_characters(cache)
-            rows = torch.tensor([[c, 0] for c in sorted(characters)], dtype=torch.long).reshape(-1, 2)
-            test = SideCounts(cache.runs.labels.numel(), len(characters), _counts(cache, rows).alphabets)
+            test = _counts(cache, cache.runs.labels.numel(), run_characters(cache))
         summaries.append(ProtocolSummary(protocol, PROTOCOL_DESCRIPTIONS[protocol], train, val, test))
     return summaries
 
 
-def _counts(cache: OmniglotCache, classes: torch.Tensor) -> SideCounts:
-    characters = set(classes[:, 0].tolist())
-    return SideCounts(len(classes), len(characters), len({cache.alphabets[c] for c in characters}))
+def _counts(cache: OmniglotCache, classes: int, characters: set[int]) -> SideCounts:
+    return SideCounts(classes, len(characters), len({cache.alphabets[c] for c in characters}))
 
 
 def run_characters(cache: OmniglotCache) -> set[int]:
