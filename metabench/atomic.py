@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,13 +18,21 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+class NotARegularFileError(OSError):
+    """The target exists and is a FIFO, device, socket or folder, which a rename would replace."""
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path, make_parents: bool = True) -> Iterator[IO[bytes]]:
     """Yield a temporary file beside `path`; on success it is synced and renamed over `path`, else removed.
 
-    make_parents=False refuses a missing folder (FileNotFoundError): for a path a user typed.
+    make_parents=False refuses a missing folder (FileNotFoundError): for a path a user typed. An
+    existing target that is not a regular file (after symlinks) is refused (NotARegularFileError):
+    renaming over /dev/null or a FIFO would put a plain file in its place for everyone who uses it.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise NotARegularFileError(errno.EEXIST, "it exists and is not a regular file", str(path))
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.is_file() else 0o666 & ~_UMASK

@@ -13,6 +13,9 @@ PRESETS = ("smoke", "quick", "paper")
 PROTOCOLS = ("vinyals", "lake", "lake-within", "lake-runs")
 DEVICES = ("auto", "cpu", "cuda")
 MAX_SAMPLES_PER_CLASS = 20  # Omniglot has 20 drawings of every character
+# Upper bounds of the counts a run takes, so no value reaches torch or SQLite (64-bit integers) unchecked.
+# A billion steps or a million test episodes is far past any real budget; a seed fills a 63-bit column.
+LIMITS = {"--meta-steps": 10**9, "--eval-episodes": 10**6, "--seed": 2**63 - 1}
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,16 @@ class RunSpec:
         data.pop("device")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def check_count(option: str, value: object, minimum: int) -> int:
+    """`value` when it is a whole number in [minimum, LIMITS[option]]; else ValueError naming the option."""
+    maximum = LIMITS.get(option)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{option} must be a whole number >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{option} must be at most {maximum:,}, got {value:,}")
+    return value
 
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:

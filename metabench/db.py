@@ -6,7 +6,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metabench import paths
@@ -30,7 +29,7 @@ def open_database(path: str | os.PathLike[str] | None = None) -> sqlite_utils.Da
 
 
 def check_database(path: str | os.PathLike[str] | None = None) -> None:
-    """Raise a one-line MetabenchError unless the database at `path` opens and is writable."""
+    """Raise a one-line MetabenchError unless the database at `path` opens (created if needed)."""
     connect(path).close()
 
 
@@ -43,31 +42,56 @@ def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
         raise MetabenchError(
             f"cannot create {db_path.parent}: {exc.strerror}; pass --db PATH to a writable place"
         ) from exc
-    conn = None
+    if db_path.is_dir():
+        raise MetabenchError(f"{db_path} is a folder, not a database file; pass --db PATH to a file")
     try:
         # check_same_thread=False: the TUI reads from worker threads, one connection per worker.
         conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-        mode = _configure(conn)
-    except sqlite3.DatabaseError as exc:
-        if conn is not None:
-            conn.close()
-        if "locked" in str(exc):
-            raise MetabenchError(
-                f"{db_path} stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s; "
-                "try again when it has finished"
-            ) from exc
-        raise MetabenchError(
-            f"{db_path} is not a metabench database ({exc}); pass --db PATH or move the file away"
-        ) from exc
-    if mode is None:
-        conn.close()
-        raise MetabenchError(f"{db_path} could not be opened; pass --db PATH to another file")
+    except sqlite3.Error as exc:
+        raise database_error(exc, db_path) from exc
     try:
-        _ensure_migrations_table(conn, db_path)
-    except MetabenchError:
+        if _configure(conn) is None:
+            raise MetabenchError(f"{db_path} could not be opened; pass --db PATH to another file")
+        _ensure_migrations_table(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise database_error(exc, db_path) from exc
+    except BaseException:
         conn.close()
         raise
     return conn
+
+
+def database_error(exc: sqlite3.Error, path: str | os.PathLike[str] | None = None) -> MetabenchError:
+    """The one-line error, saying what to do, for a SQLite error on the database at `path`.
+
+    Only a file SQLite does not recognise is "not a metabench database": a read-only file or
+    folder, a full disk or a long lock leave a good database that works again once fixed.
+    """
+    db_path = paths.database_path(path)
+    # The low byte of an extended code (SQLITE_READONLY_DIRECTORY...) is its primary code.
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == sqlite3.SQLITE_READONLY:
+        return MetabenchError(
+            f"{db_path} is read-only: check its permissions (and those of its -wal/-shm files "
+            "and folder) or pass --db PATH"
+        )
+    if code == sqlite3.SQLITE_FULL:
+        return MetabenchError(f"the disk holding {db_path} is full: free space and retry")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return MetabenchError(
+            f"{db_path} has been locked by another process for more than {BUSY_TIMEOUT_MS / 1000:g} s: "
+            "retry when it has finished"
+        )
+    if code == sqlite3.SQLITE_NOTADB:
+        return MetabenchError(
+            f"{db_path} is not a metabench database ({exc}); pass --db PATH or move the file away"
+        )
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return MetabenchError(
+            f"cannot open {db_path}: check that its folder exists and is writable, or pass --db PATH"
+        )
+    return MetabenchError(f"database error on {db_path} ({exc}); check the file or pass --db PATH")
 
 
 def _configure(conn: sqlite3.Connection) -> tuple[str] | None:
@@ -89,16 +113,12 @@ def _configure(conn: sqlite3.Connection) -> tuple[str] | None:
             time.sleep(0.01)
 
 
-def _ensure_migrations_table(conn: sqlite3.Connection, db_path: Path) -> None:
-    try:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS _migrations ("
-            " namespace TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (namespace, version))"
-        )
-    except sqlite3.OperationalError as exc:
-        raise MetabenchError(
-            f"cannot write to {db_path} ({exc}); check its permissions or pass --db PATH"
-        ) from exc
+def _ensure_migrations_table(conn: sqlite3.Connection) -> None:
+    # A no-op, without a write lock, when the table exists: a read-only database still opens.
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations ("
+        " namespace TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (namespace, version))"
+    )
 
 
 def migrate(db: sqlite_utils.Database, namespace: str, migrations: Sequence[Migration]) -> int:
@@ -107,9 +127,17 @@ def migrate(db: sqlite_utils.Database, namespace: str, migrations: Sequence[Migr
     Each feature (catalog, runs) keeps its own numbered list; a migration is never edited once
     released, only appended, so every database converges on the same schema.
     """
+    # A plain read first: nearly every call finds everything applied and returns without the write
+    # lock, so reads still work on a read-only database and while another process writes.
+    applied = {
+        row[0]
+        for row in db.execute("SELECT version FROM _migrations WHERE namespace = ?", [namespace]).fetchall()
+    }
     count = 0
     for version, migration in enumerate(migrations, start=1):
-        # BEGIN IMMEDIATE takes the write lock before we look, so two processes opening a new
+        if version in applied:
+            continue
+        # BEGIN IMMEDIATE takes the write lock before we look again, so two processes opening a new
         # database at once cannot both apply the same migration; an explicit transaction also
         # keeps a failed migration from leaving half its tables behind (Python's sqlite3 would
         # autocommit each CREATE). Migrations therefore use plain SQL (db.execute), not

@@ -1,4 +1,4 @@
-"""Run ids: the one shape the runner generates, checked wherever an id enters, and paths built only from it."""
+"""Run ids: the one shape the runner generates, checked wherever one enters; paths are built only from it."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from metabench.leaderboard import (
     save_record,
     write_record_file,
 )
+from metabench.leaderboard.stats import mean_ci95
 
 REPO = Path(__file__).resolve().parent.parent
 COMMON_KEYS = {"event", "run_id", "step", "total_steps", "loss", "accuracy", "steps_per_s", "eta_s"}
@@ -111,11 +112,13 @@ BAD_ARGS = [
     (["run", "protonet", "--events", "xml"], "unknown --events"),
     (["run", "protonet", "--json", "--events", "jsonl"], "choose one"),
     (["run"], "name a method"),
-    (["run", "--resume", "nope"], "no run 'nope'"),
+    (["run", "--resume", "nope"], "--resume: 'nope' is not a run id"),
+    (["run", "--resume", "protonet-vinyals-5w1s-20260101T000000-abcd"], "no run 'protonet-vinyals"),
     (["run", "protonet", "--resume", "nope"], "drop the method name"),
-    (["run", "protonet", "--data", "/nonexistent/omniglot"], ""),
-    (["runs", "show", "nope"], "no run 'nope'"),
-    (["runs", "rm", "nope"], "no run 'nope'"),
+    (["run", "protonet", "--data", "/nonexistent/omniglot"], "no Omniglot data in /nonexistent/omniglot"),
+    (["runs", "show", "nope"], "'nope' is not a run id"),
+    (["runs", "rm", "nope"], "'nope' is not a run id"),
+    (["runs", "rm", "protonet-vinyals-5w1s-20260101T000000-abcd"], "no run 'protonet-vinyals"),
     (["runs", "list", "--status", "done"], "unknown status"),
     (["export", "--format", "html"], "unknown --format"),
 ]
@@ -168,29 +171,33 @@ def handmade_record(run_id: str, method: str, accuracies: list[float], family: s
         steps_done=100,
         finished_at="2026-01-01T00:10:00Z",
         device_name="CPU",
-        accuracy=sum(accuracies) / len(accuracies),
-        ci95=0.01,
+        accuracy=mean_ci95(accuracies)[0],
+        ci95=mean_ci95(accuracies)[1],
         episode_accuracies=tuple(accuracies),
     )
+
+
+RUN_A = "protonet-vinyals-5w1s-20260101T000000-000a"
+RUN_B = "maml-vinyals-5w1s-20260101T000000-000b"
 
 
 def test_runs_ingest_list_show_rm_and_leaderboard_export(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.db")
     results = tmp_path / "results"
-    write_record_file(handmade_record("run-a", "protonet", [0.9, 0.95, 1.0, 0.85]), results)
-    write_record_file(handmade_record("run-b", "maml", [0.8, 0.9, 0.85, 0.8], "A"), results)
+    write_record_file(handmade_record(RUN_A, "protonet", [0.9, 0.95, 1.0, 0.85]), results)
+    write_record_file(handmade_record(RUN_B, "maml", [0.8, 0.9, 0.85, 0.8], "A"), results)
     (results / "runs" / "junk.json").write_text("[1, 2")
     runner = CliRunner()
 
     ingest = runner.invoke(app, ["runs", "ingest", str(results), "--db", db])
-    assert ingest.exit_code == 0 and "ingested 2 run records" in ingest.stdout
+    assert ingest.exit_code == 1 and "ingested 2 run records" in ingest.stdout  # 1: junk.json refused
     assert ingest.stderr.count("warning: skipping") == 1 and "junk.json" in ingest.stderr
 
     listed = json.loads(runner.invoke(app, ["runs", "list", "--json", "--db", db]).stdout)
-    assert {row["run_id"] for row in listed} == {"run-a", "run-b"}
-    shown = json.loads(runner.invoke(app, ["runs", "show", "run-a", "--json", "--db", db]).stdout)
+    assert {row["run_id"] for row in listed} == {RUN_A, RUN_B}
+    shown = json.loads(runner.invoke(app, ["runs", "show", RUN_A, "--json", "--db", db]).stdout)
     assert shown["episode_accuracies"] == [0.9, 0.95, 1.0, 0.85] and shown["spec"]["method"] == "protonet"
-    assert "protonet" in runner.invoke(app, ["runs", "show", "run-a", "--db", db]).stdout
+    assert "protonet" in runner.invoke(app, ["runs", "show", RUN_A, "--db", db]).stdout
 
     boards = json.loads(runner.invoke(app, ["leaderboard", "--json", "--db", db]).stdout)
     assert [row["method"] for row in boards[0]["rows"]] == ["protonet", "maml"]
@@ -203,8 +210,8 @@ def test_runs_ingest_list_show_rm_and_leaderboard_export(tmp_path: Path) -> None
     assert out.read_text() == render_markdown(build_leaderboards(open_database(db)))
     assert runner.invoke(app, ["export", "--db", db]).stdout == out.read_text()
 
-    assert runner.invoke(app, ["runs", "rm", "run-b", "--db", db]).exit_code == 0
-    assert [run.run_id for run in list_runs(open_database(db))] == ["run-a"]
+    assert runner.invoke(app, ["runs", "rm", RUN_B, "--db", db]).exit_code == 0
+    assert [run.run_id for run in list_runs(open_database(db))] == [RUN_A]
 
 
 def test_methods_lists_every_method_with_its_budgets() -> None:

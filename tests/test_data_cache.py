@@ -89,7 +89,9 @@ def test_a_failed_rebuild_leaves_the_old_cache_whole(fake: dict[str, Path]) -> N
 
 
 def test_no_data_says_how_to_get_it(tmp_path: Path) -> None:
-    with pytest.raises(MetabenchError) as caught:
+    with pytest.raises(
+        MetabenchError, match=r"^no Omniglot data in .*empty \(missing images_background.zip"
+    ) as caught:
         load_cache(tmp_path / "empty", tmp_path / "cache")
     message = str(caught.value)
     for hint in (

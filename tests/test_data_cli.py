@@ -85,9 +85,11 @@ def test_import_then_verify_then_mend(fake_official: Path) -> None:
     blob = bytearray(tensor.read_bytes())
     blob[-2000:-1000] = bytes(1000)  # damage the pixels, not the file's structure
     tensor.write_bytes(bytes(blob))
+    result = runner.invoke(app, ["data", "info", "--data", str(data)])
+    assert result.exit_code == 0 and "(damaged)" in result.output and "metabench data verify" in result.output
     result = runner.invoke(app, ["data", "verify", "--data", str(data)])
     assert result.exit_code == 0, result.output
-    assert "cache: rebuilt" in result.output
+    assert "cache: rebuilt (it was damaged: omniglot28-" in result.output
     result = runner.invoke(app, ["data", "info", "--data", str(data), "--json"])
     assert json.loads(result.stdout)["cache"]["status"] == "current"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_failed_migration_leaves_no_trace(tmp_path: Path) -> None:
         raise RuntimeError("boom")
 
     db = dbmod.open_database(tmp_path / "x.db")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="boom"):
         dbmod.migrate(db, "demo", [broken])
     assert dbmod.schema_version(db, "demo") == 0
     assert "half" not in db.table_names()
@@ -110,5 +111,81 @@ def test_many_rounds_of_concurrent_first_opens_all_succeed(tmp_path: Path) -> No
 
 
 def test_a_directory_is_not_reported_as_locked(tmp_path: Path) -> None:
-    with pytest.raises(MetabenchError, match="not a metabench database"):
+    with pytest.raises(MetabenchError, match="is a folder, not a database file; pass --db PATH to a file"):
         dbmod.open_database(tmp_path)
+
+
+def create_things(db) -> None:
+    db.execute("CREATE TABLE things (id INTEGER PRIMARY KEY)")
+
+
+def test_a_current_schema_is_checked_without_the_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 100)
+    path = tmp_path / "x.db"
+    dbmod.migrate(dbmod.open_database(path), "demo", [create_things])
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        db = dbmod.open_database(path)
+        # Before, this took the write lock and failed after the busy timeout, as a read command did.
+        assert dbmod.migrate(db, "demo", [create_things]) == 0
+        # A missing migration does need the lock, and says so once the busy timeout has passed.
+        with pytest.raises(sqlite3.OperationalError, match="database is locked") as raised:
+            dbmod.migrate(db, "demo", [create_things, create_things])
+        assert dbmod.schema_version(db, "demo") == 1
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert str(dbmod.database_error(raised.value, path)) == (
+        f"{path} has been locked by another process for more than 0.1 s: retry when it has finished"
+    )
+
+
+def sqlite_failure(tmp_path: Path, kind: str) -> sqlite3.Error:
+    """A real error from SQLite of each kind database_error tells apart."""
+    path = tmp_path / "x.db"
+    dbmod.open_database(path).conn.close()
+    if kind == "not sqlite":
+        path.write_bytes(b"plain text, not SQLite " * 200)
+    conn = sqlite3.connect(f"file:{path}?mode=ro" if kind == "read-only" else path, uri=True, timeout=0)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        if kind == "full":
+            conn.execute("PRAGMA max_page_count = 1")  # the file may not grow: as on a full disk
+        if kind == "locked":
+            holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.Error, match="readonly|full|locked|not a database") as raised:
+            conn.execute("CREATE TABLE t (x)")
+        return raised.value
+    finally:
+        conn.close()
+        holder.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("read-only", "{path} is read-only: check its permissions (and those of its -wal/-shm files and "
+         "folder) or pass --db PATH"),
+        ("full", "the disk holding {path} is full: free space and retry"),
+        ("locked", "{path} has been locked by another process for more than 10 s: retry when it has "
+         "finished"),
+        ("not sqlite", "{path} is not a metabench database (file is not a database); pass --db PATH or move "
+         "the file away"),
+    ],
+    ids=["read-only", "full", "locked", "not sqlite"],
+)  # fmt: skip
+def test_database_error_says_what_to_do(tmp_path: Path, kind: str, message: str) -> None:
+    error = dbmod.database_error(sqlite_failure(tmp_path, kind), tmp_path / "x.db")
+    assert str(error) == message.format(path=tmp_path / "x.db")
+
+
+def test_a_missing_folder_is_not_a_bad_database(tmp_path: Path) -> None:
+    with pytest.raises(sqlite3.OperationalError, match="unable to open database file") as raised:
+        sqlite3.connect(tmp_path / "missing" / "x.db")
+    assert str(dbmod.database_error(raised.value, tmp_path / "missing" / "x.db")) == (
+        f"cannot open {tmp_path / 'missing' / 'x.db'}: check that its folder exists and is writable, "
+        "or pass --db PATH"
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_data_fakes import SMALL, build_fake_omniglot, runs_set, write_zip
+from test_integrity import flip_mid_member
 
 from metabench.data.cache import load_cache
 from metabench.data.download import download_file, download_omniglot
@@ -205,6 +206,44 @@ def test_a_broken_runs_archive_is_not_kept(server: tuple[str, Behaviour], tmp_pa
         and not (tmp_path / "data" / "all_runs.zip.new").exists()
     )
     assert not (tmp_path / "cache").exists()
+
+
+def _serve(behaviour: Behaviour, url: str, zips: dict[str, Path]) -> dict[str, SetSource]:
+    """Serve the zips; the runs without an md5, as the real all_runs.zip, so their content is checked."""
+    table = {}
+    for name, path in zips.items():
+        behaviour.files[path.name] = path.read_bytes()
+        digest = None if name == "runs" else md5(path.read_bytes())
+        table[name] = SetSource(name, path.name, SOURCES[name].root, f"{url}/{path.name}", digest)
+    return table
+
+
+def test_a_damaged_runs_archive_in_place_is_fetched_again(
+    server: tuple[str, Behaviour], tmp_path: Path
+) -> None:
+    """Its central directory is intact, one image's bytes are not: only reading every member tells."""
+    url, behaviour = server
+    table = _serve(behaviour, url, build_fake_omniglot(tmp_path / "served"))
+    data, cache_dir = tmp_path / "data", tmp_path / "cache"
+    download_omniglot(data, sources=table, cache_dir=cache_dir, expectations=SMALL, backoff=0)
+    flip_mid_member(data / "all_runs.zip")
+    count = len(behaviour.requests)
+    download_omniglot(data, sources=table, cache_dir=cache_dir, expectations=SMALL, backoff=0)
+    assert [path for path, _ in behaviour.requests[count:]] == ["/all_runs.zip"]
+    assert (data / "all_runs.zip").read_bytes() == behaviour.files["all_runs.zip"]
+
+
+def test_a_runs_download_with_damaged_bytes_is_not_kept(
+    server: tuple[str, Behaviour], tmp_path: Path
+) -> None:
+    url, behaviour = server
+    zips = build_fake_omniglot(tmp_path / "served")
+    member = flip_mid_member(zips["runs"])
+    table = _serve(behaviour, url, zips)
+    with pytest.raises(MetabenchError, match=rf"all_runs.zip.new: member {member} is corrupt"):
+        download_omniglot(tmp_path / "data", sources=table, cache_dir=tmp_path / "cache", expectations=SMALL)
+    assert not (tmp_path / "data" / "all_runs.zip").exists()
+    assert not (tmp_path / "data" / "all_runs.zip.new").exists()
 
 
 def test_the_download_command(

@@ -32,8 +32,13 @@ from metabench.leaderboard.stats import mean_ci95, student_t_two_sided_p
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
 
 
+def run_id_of(method: str, tag: str, protocol: str = "vinyals", setting: str = "5w1s") -> str:
+    """A valid run id whose 4-hex `tag` tells the test's runs apart."""
+    return f"{method}-{protocol}-{setting}-20260101T100000-{tag}"
+
+
 def make_record(
-    run_id: str,
+    tag: str,
     method: str,
     mean: float,
     *,
@@ -50,6 +55,8 @@ def make_record(
     status: str = "finished",
     created_at: str = "2026-01-01T10:00:00Z",
     noise_seed: int = 0,
+    test_episodes_digest: str = "e0e0e0e0e0e0e0e0",
+    preset_overrides: dict | None = None,
 ) -> RunRecord:
     """A hand-made finished run whose per-episode accuracies are multiples of 1/(ways*queries)."""
     rng = random.Random(noise_seed)
@@ -70,7 +77,7 @@ def make_record(
     )
     finished = status == "finished"
     return RunRecord(
-        run_id=run_id,
+        run_id=run_id_of(method, tag, protocol, f"{ways}w{shots}s"),
         status=status,
         spec=spec,
         spec_hash=spec.spec_hash(),
@@ -84,7 +91,7 @@ def make_record(
         versions={"metabench": "0.1.0", "torch": "2.13.0", "cuda": None},
         device_type="cpu",
         device_name="CPU (test machine)",
-        data_digest="digest-1",
+        data_digest="d1d1d1d1d1d1d1d1",
         wall_time_s=200.0,
         train_time_s=185.5,
         eval_time_s=10.0,
@@ -95,18 +102,22 @@ def make_record(
         ci95=ci95 if finished else None,
         episode_accuracies=accuracies if finished else (),
         error=None if finished else "loss became nan at step 12",
+        test_episodes_digest=test_episodes_digest,
+        torch_threads=2,
+        code_version="git:" + "ab12" * 10,
+        preset_overrides={} if preset_overrides is None else preset_overrides,
     )
 
 
 def golden_records() -> list[RunRecord]:
     return [
-        make_record("protonet-5w1s-a", "protonet", 0.97, noise_seed=1),
-        make_record("maml-5w1s-a", "maml", 0.955, family="A", transductive=True, noise_seed=2),
-        make_record("fomaml-5w1s-a", "fomaml", 0.952, family="A", transductive=True, noise_seed=3),
-        make_record("pixels-nn-5w1s-a", "pixels-nn", 0.70, family="baseline", meta_steps=0, noise_seed=4),
+        make_record("000a", "protonet", 0.97, noise_seed=1),
+        make_record("000a", "maml", 0.955, family="A", transductive=True, noise_seed=2),
+        make_record("000a", "fomaml", 0.952, family="A", transductive=True, noise_seed=3),
+        make_record("000a", "pixels-nn", 0.70, family="baseline", meta_steps=0, noise_seed=4),
         # A later smoke run of protonet must not replace the larger-budget run on the default board.
         make_record(
-            "protonet-5w1s-smoke",
+            "5111",
             "protonet",
             0.60,
             preset="smoke",
@@ -114,9 +125,9 @@ def golden_records() -> list[RunRecord]:
             created_at="2026-01-02T10:00:00Z",
             noise_seed=5,
         ),  # fmt: skip
-        make_record("protonet-20w1s-a", "protonet", 0.91, ways=20, noise_seed=6),
-        make_record("protonet-lake-5w1s", "protonet", 0.93, protocol="lake", noise_seed=7),
-        make_record("failed-run", "maml", 0.0, family="A", status="failed"),
+        make_record("000a", "protonet", 0.91, ways=20, noise_seed=6),
+        make_record("000a", "protonet", 0.93, protocol="lake", noise_seed=7),
+        make_record("fa11", "maml", 0.0, family="A", status="failed"),
     ]
 
 
@@ -128,48 +139,57 @@ def db(tmp_path: Path):
 
 
 def test_record_round_trips_through_json_and_the_database(db, tmp_path: Path) -> None:
-    record = make_record("run-1", "protonet", 0.9)
+    record = make_record("0001", "protonet", 0.9, preset_overrides={"meta_steps": 1000, "lr": "0.01"})
+    record = replace(record, spec=replace(record.spec, overrides=(("lr", "0.01"),)))
+    record = replace(record, spec_hash=record.spec.spec_hash())
     assert RunRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
     save_record(db, record)
-    assert get_run(db, "run-1") == record
-    assert get_run(db, "missing") is None
+    assert get_run(db, record.run_id) == record
+    assert get_run(db, run_id_of("protonet", "ffff")) is None
     path = write_record_file(record, tmp_path / "results")
-    assert path == tmp_path / "results" / "runs" / "run-1.json"
-    assert json.loads(path.read_text())["episode"] == {"ways": 5, "shots": 1, "queries": 15}
+    assert path == tmp_path / "results" / "runs" / f"{record.run_id}.json"
+    data = json.loads(path.read_text())
+    assert data["episode"] == {"ways": 5, "shots": 1, "queries": 15} and data["format"] == 2
+    assert data["preset_overrides"] == {"meta_steps": 1000, "lr": "0.01"}
+    assert (data["torch_threads"], data["test_episodes_digest"]) == (2, "e0e0e0e0e0e0e0e0")
 
 
 def test_ingest_upserts_valid_records_and_warns_once_per_invalid_file(db, tmp_path: Path) -> None:
     results = tmp_path / "results"
-    write_record_file(make_record("run-a", "protonet", 0.9), results)
-    write_record_file(make_record("run-b", "maml", 0.8, family="A"), results)
+    first = make_record("000a", "protonet", 0.9)
+    second = make_record("000b", "maml", 0.8, family="A", created_at="2026-01-02T10:00:00Z")
+    write_record_file(first, results)
+    write_record_file(second, results)
     (results / "runs" / "broken.json").write_text("{not json")
     (results / "runs" / "wrong.json").write_text(json.dumps({"format": 1, "run_id": "x"}))
     outcome = ingest_directory(db, results)
-    assert sorted(outcome.loaded) == ["run-a", "run-b"]
+    assert sorted(outcome.loaded) == sorted([first.run_id, second.run_id])
     assert len(outcome.warnings) == 2
     assert all("\n" not in w and w.startswith("skipping ") for w in outcome.warnings)
     # Upsert: ingesting again changes nothing and duplicates nothing.
     ingest_directory(db, results)
-    assert [r.run_id for r in list_runs(db)] == ["run-b", "run-a"] or len(list_runs(db)) == 2
-    assert get_run(db, "run-a") == make_record("run-a", "protonet", 0.9)
+    assert [r.run_id for r in list_runs(db)] == [second.run_id, first.run_id]
+    assert get_run(db, first.run_id) == first
 
 
 def test_list_runs_newest_first_filters_by_status_and_delete_removes_episodes(db) -> None:
     for record in golden_records():
         save_record(db, record)
     runs = list_runs(db)
-    assert runs[0].run_id == "protonet-5w1s-smoke"
-    assert [r.run_id for r in list_runs(db, status="failed")] == ["failed-run"]
+    assert runs[0].run_id == run_id_of("protonet", "5111")  # the smoke run, a day later
+    assert [r.run_id for r in list_runs(db, status="failed")] == [run_id_of("maml", "fa11")]
     assert len(list_runs(db, limit=2)) == 2
     with pytest.raises(ValueError, match="unknown status"):
         list_runs(db, status="done")
-    assert delete_run(db, "maml-5w1s-a") is True
-    assert delete_run(db, "maml-5w1s-a") is False
-    assert db.execute("SELECT COUNT(*) FROM run_episodes WHERE run_id = 'maml-5w1s-a'").fetchone()[0] == 0
+    maml = run_id_of("maml", "000a")
+    assert db.execute("SELECT COUNT(*) FROM run_episodes WHERE run_id = ?", [maml]).fetchone()[0] == 100
+    assert delete_run(db, maml) is True
+    assert delete_run(db, maml) is False
+    assert db.execute("SELECT COUNT(*) FROM run_episodes WHERE run_id = ?", [maml]).fetchone()[0] == 0
 
 
 def test_boards_separate_protocols_and_episode_sets_and_rank_by_accuracy(db) -> None:
-    records = golden_records() + [make_record("protonet-5w1s-600", "protonet", 0.97, episodes=60)]
+    records = golden_records() + [make_record("0600", "protonet", 0.97, episodes=60)]
     for record in records:
         save_record(db, record)
     boards = build_leaderboards(db)
@@ -179,7 +199,7 @@ def test_boards_separate_protocols_and_episode_sets_and_rank_by_accuracy(db) -> 
     assert [row.method for row in main.rows][::3] == ["protonet", "pixels-nn"]
     assert {row.method for row in main.rows[1:3]} == {"maml", "fomaml"}
     assert [row.rank for row in main.rows] == [1, 2, 3, 4]
-    assert main.rows[0].run_id == "protonet-5w1s-a"  # the smoke run does not displace it
+    assert main.rows[0].run_id == run_id_of("protonet", "000a")  # the smoke run does not displace it
     accuracies = [row.accuracy for row in main.rows]
     assert accuracies == sorted(accuracies, reverse=True)
     # Published numbers only where the paper's protocol matches, with the difference in points.
@@ -198,8 +218,8 @@ def test_boards_separate_protocols_and_episode_sets_and_rank_by_accuracy(db) -> 
 
 
 def test_boards_of_different_eval_seeds_are_never_merged(db) -> None:
-    save_record(db, make_record("a", "protonet", 0.9, eval_seed=1))
-    save_record(db, make_record("b", "maml", 0.9, family="A", eval_seed=2))
+    save_record(db, make_record("000a", "protonet", 0.9, eval_seed=1))
+    save_record(db, make_record("000b", "maml", 0.9, family="A", eval_seed=2))
     assert len(build_leaderboards(db)) == 2
 
 
@@ -259,15 +279,14 @@ def test_markdown_of_an_empty_database_says_so(db) -> None:
 
 
 def test_invalid_records_name_the_problem() -> None:
-    data = make_record("r", "protonet", 0.9).to_dict()
-    with pytest.raises(ValueError, match="status"):
+    data = make_record("000a", "protonet", 0.9).to_dict()
+    with pytest.raises(ValueError, match="'status' must be one of running, finished"):
         RunRecord.from_dict({**data, "status": "done"})
-    with pytest.raises(ValueError, match="format"):
+    with pytest.raises(ValueError, match="unsupported record format 99"):
         RunRecord.from_dict({**data, "format": 99})
-    with pytest.raises(ValueError, match="accuracy"):
+    with pytest.raises(ValueError, match="'accuracy' must be a fraction in"):
         RunRecord.from_dict({**data, "accuracy": "high"})
-    with pytest.raises(ValueError, match="shots"):
+    with pytest.raises(ValueError, match="shots \\+ queries = 25"):
         RunRecord.from_dict(
             {**data, "spec": {**data["spec"], "episode": {"ways": 5, "shots": 10, "queries": 15}}}
         )
-    assert replace(make_record("r", "protonet", 0.9), status="running").status == "running"

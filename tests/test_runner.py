@@ -165,26 +165,30 @@ def test_the_budget_comes_from_the_preset_for_the_episode_shape() -> None:
     maml = get_method("maml")
     for ways in (5, 20):
         expected = maml.preset_for("quick", EpisodeSpec(ways, 1, 15))
-        resolved, _, validate_every = resolve_spec(RunSpec("maml", episode=EpisodeSpec(ways, 1, 15)))
-        assert resolved.meta_steps == expected.meta_steps and resolved.eval_episodes == expected.eval_episodes
-        assert validate_every == expected.validate_every
+        resolved = resolve_spec(RunSpec("maml", episode=EpisodeSpec(ways, 1, 15)))
+        assert resolved.spec.meta_steps == expected.meta_steps
+        assert resolved.spec.eval_episodes == expected.eval_episodes
+        assert resolved.validate_every == expected.validate_every
+        assert resolved.preset_overrides == {}
     assert maml.preset_for("quick", EpisodeSpec(20, 1, 15)) != maml.preset_for("quick", EpisodeSpec(5, 1, 15))
     # A budget set by hand keeps about ten validations, whatever the preset's interval.
-    _, _, validate_every = resolve_spec(RunSpec("maml", preset="quick", meta_steps=40))
-    assert validate_every == 4
-    _, _, validate_every = resolve_spec(RunSpec("maml", preset="quick", meta_steps=3))
-    assert validate_every == 1
+    by_hand = resolve_spec(RunSpec("maml", preset="quick", meta_steps=40, overrides=(("meta_lr", "0.01"),)))
+    assert by_hand.validate_every == 4
+    assert by_hand.preset_overrides == {"meta_steps": 40, "meta_lr": "0.01"}
+    assert resolve_spec(RunSpec("maml", preset="quick", meta_steps=3)).validate_every == 1
 
 
 def test_missing_data_and_absent_cuda_are_refused(tmp_path: Path) -> None:
     db = tmp_path / "bad.db"
-    with pytest.raises(MetabenchError):
+    with pytest.raises(MetabenchError, match="no Omniglot data in"):
         run(replace(SPEC), CollectingSink(), db_path=db, data_dir=str(tmp_path / "nowhere"))
     if not torch.cuda.is_available():
         with pytest.raises(MetabenchError, match="--device cuda"):
             run(replace(SPEC, device="cuda"), CollectingSink(), db_path=db)
-    with pytest.raises(MetabenchError, match="no run 'nope'"):
+    with pytest.raises(MetabenchError, match="'nope' is not a run id"):
         run(None, CollectingSink(), db_path=db, resume="nope")
+    with pytest.raises(MetabenchError, match="no run 'protonet-vinyals-5w1s-20260101T000000-abcd'"):
+        run(None, CollectingSink(), db_path=db, resume="protonet-vinyals-5w1s-20260101T000000-abcd")
     assert list_runs(open_database(db)) == []
 
 

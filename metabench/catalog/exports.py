@@ -47,10 +47,25 @@ def cell_lines(cells: Sequence[Cell]) -> list[str]:
 
 
 def _md(text: str) -> str:
-    """Escape what markdown would read as markup or as a table column break."""
+    """Escape what markdown would read as markup or as a table column break; line breaks (which
+    would end a table row or a list item) become spaces."""
     for char in "\\`*_[]<>|":
         text = text.replace(char, "\\" + char)
-    return text
+    return " ".join(text.splitlines())
+
+
+def _code(text: str) -> str:
+    """A code span that stays in its table cell (GitHub reads \\| as a bar inside code spans too)."""
+    return "`" + " ".join(text.splitlines()).replace("|", "\\|") + "`"
+
+
+def _csv_cell(value: object) -> object:
+    """A text cell a spreadsheet cannot run: a leading =, +, -, @, tab or carriage return makes
+    Excel and LibreOffice read a formula (OWASP "CSV injection"), so it gets a leading quote.
+    Numbers (the year) are written as they are: no column holds text that is a number."""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
 
 
 def survey_table_markdown(table: SurveyTable) -> str:
@@ -95,9 +110,9 @@ def export_markdown(db: sqlite_utils.Database) -> str:
         "|---|---|---|---|",
     ]
     for technique in all_techniques(db):
-        method = f"`{technique.benchmark_method}`" if technique.benchmark_method else ""
+        method = _code(technique.benchmark_method) if technique.benchmark_method else ""
         lines.append(
-            f"| {_md(short[technique.cite_key])} | {technique.family or ''} | "
+            f"| {_md(short[technique.cite_key])} | {_md(technique.family or '')} | "
             f"{_md(technique.learnable_component)} | {method} |"
         )
     lines += ["", "## References", ""]
@@ -106,7 +121,8 @@ def export_markdown(db: sqlite_utils.Database) -> str:
 
 
 def export_csv(db: sqlite_utils.Database) -> str:
-    """One row per paper, with the table cells and techniques that refer to it in two columns."""
+    """One row per paper, with the table cells and techniques that refer to it in two columns; text
+    that a spreadsheet would run as a formula is quoted (see _csv_cell)."""
     cells: dict[str, list[str]] = {}
     for cell in list_cells(db):
         where = f"{cell.application} ({cell.family}{': ' + cell.subfamily if cell.subfamily else ''})"
@@ -116,14 +132,18 @@ def export_csv(db: sqlite_utils.Database) -> str:
         method = f" [{technique.benchmark_method}]" if technique.benchmark_method else ""
         techniques.setdefault(technique.cite_key, []).append(technique.learnable_component + method)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF row ends, as RFC 4180 has them: the csv module quotes a cell holding a character of the
+    # row end only, and an unquoted carriage return ends the row in every reader.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for paper in all_papers(db):
         record = paper.to_dict()
         record["authors"] = "; ".join(paper.authors)
         record["cells"] = "; ".join(cells.get(paper.cite_key, []))
         record["techniques"] = "; ".join(techniques.get(paper.cite_key, []))
-        writer.writerow(["" if record[column] is None else record[column] for column in CSV_COLUMNS])
+        writer.writerow(
+            ["" if record[column] is None else _csv_cell(record[column]) for column in CSV_COLUMNS]
+        )
     return out.getvalue()
 
 

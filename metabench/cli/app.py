@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from metabench import __version__
@@ -39,5 +41,26 @@ def root(
     """metabench: learn to learn, measured."""
 
 
-def main() -> None:
-    app()
+# Newer typer vendors its own click: take the exception class from typer itself, whichever it is.
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def main(args: list[str] | None = None) -> None:
+    """The console script. Usage errors (a bad option value, a missing argument) read as one line,
+    like every other error, instead of click's usage block and framed panel."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="metabench", standalone_mode=False)
+    except _CLICK_EXCEPTION as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # `metabench` alone, or a group without a subcommand: the help is the answer
+        else:
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            typer.echo(f"error: {message}{where}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

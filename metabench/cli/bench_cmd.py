@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import typer
 from rich import box
@@ -25,13 +26,17 @@ def sampler_command(
         None, "--device", help="cpu or cuda (default: cpu, and cuda when present)."
     ),
     protocol: str = typer.Option("vinyals", "--protocol", help="Protocol whose training split is sampled."),
-    seconds: float = typer.Option(1.0, "--seconds", min=0.0, help="Minimum time spent on each measurement."),
+    seconds: float = typer.Option(
+        1.0, "--seconds", min=0.0, max=600.0, help="Minimum time spent on each measurement (at most 600)."
+    ),
     threads: int | None = typer.Option(
-        None, "--threads", min=1, help="CPU threads for torch (default: torch's own choice)."
+        None, "--threads", min=1, max=1024, help="CPU threads for torch (default: torch's own choice)."
     ),
     json_output: bool = JsonOption,
 ) -> None:
     """Episodes per second for 5w1s15q, 20w5s15q and 60w5s5q, and sampling's cost beside a Conv-4 step."""
+    if not math.isfinite(seconds):  # NaN passes a range check (every comparison with it is false)
+        raise MetabenchError(f"--seconds must be a number of seconds from 0 to 600, got {seconds}")
     import torch
 
     from metabench.bench.sampler import available_devices, bench_sampler
@@ -86,12 +91,14 @@ def methods_command(
     device: str | None = typer.Option(
         None, "--device", help="cpu or cuda (default: cpu, and cuda when present)."
     ),
-    ways: int = typer.Option(5, "--ways", min=2, help="Classes per task."),
-    shots: int = typer.Option(1, "--shots", min=1, help="Support examples per class."),
+    ways: int = typer.Option(5, "--ways", min=2, max=1000, help="Classes per task."),
+    shots: int = typer.Option(1, "--shots", min=1, max=19, help="Support examples per class."),
     meta_batch: int | None = typer.Option(
-        None, "--meta-batch", min=1, help="Tasks per step for every method (default: each paper's)."
+        None, "--meta-batch", min=1, max=4096, help="Tasks per step for every method (default: each paper's)."
     ),
-    rounds: int = typer.Option(3, "--rounds", min=1, help="Alternating timing rounds; the median counts."),
+    rounds: int = typer.Option(
+        3, "--rounds", min=1, max=100, help="Alternating timing rounds; the median counts."
+    ),
     json_output: bool = JsonOption,
 ) -> None:
     """Meta-training tasks/s of each method, vectorized (torch.func vmap) beside a per-task Python loop."""
@@ -146,7 +153,9 @@ def methods_command(
 @app.command("tui")
 @one_line_errors
 def tui_command(
-    repeat: int = typer.Option(5, "--repeat", min=1, help="Launches of each program; the median counts."),
+    repeat: int = typer.Option(
+        5, "--repeat", min=1, max=100, help="Launches of each program; the median counts."
+    ),
     size: str = typer.Option("120x40", "--size", help="Terminal size, COLUMNSxLINES."),
     json_output: bool = JsonOption,
 ) -> None:

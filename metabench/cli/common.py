@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -29,7 +30,8 @@ JsonOption = typer.Option(False, "--json", help="Print stable, machine-readable 
 
 
 def one_line_errors(func: F) -> F:
-    """Turn a MetabenchError into `error: ...` on stderr and exit code 1, with no traceback."""
+    """Turn a MetabenchError, or a SQLite error (read-only, full disk, locked...), into `error: ...`
+    on stderr and exit code 1, with no traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -37,6 +39,11 @@ def one_line_errors(func: F) -> F:
             return func(*args, **kwargs)
         except MetabenchError as exc:
             fail(str(exc))
+        except sqlite3.Error as exc:
+            from metabench.db import database_error
+
+            # Typer passes every option by name; a command's --db is always `db`.
+            fail(str(database_error(exc, kwargs.get("db"))))
 
     return wrapper  # type: ignore[return-value]
 

@@ -165,6 +165,8 @@ def info_command(data: Path | None = DataOption, json_output: bool = JsonOption)
     )
     cache = report["cache"]
     console.print(f"cache: {escape(cache['folder'])} ({cache['status']})")
+    if cache["problem"]:
+        console.print(f"  [red]{escape(cache['problem'])}[/]")
     for entry in cache["files"]:
         console.print(f"  {escape(entry['name'])}  {_size(entry['bytes'])}")
     transform = cache["transform"]

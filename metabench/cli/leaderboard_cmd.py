@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from metabench.cli.common import (
     DbOption,
@@ -36,9 +37,16 @@ def leaderboard_command(
     db: str | None = DbOption,
 ) -> None:
     """Rank finished runs per setting, beside the published numbers."""
+    from metabench.config import PROTOCOLS
     from metabench.leaderboard import build_leaderboards
     from metabench.leaderboard.markdown import format_duration
 
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise MetabenchError(f"unknown --protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+    for flag, value in (("--ways", ways), ("--shots", shots)):
+        # SQLite integers are 64-bit: a larger filter would end in an OverflowError traceback.
+        if value is not None and not 1 <= value < 2**63:
+            raise MetabenchError(f"{flag} must be a positive whole number below 2**63, got {value}")
     with opened_database(db) as database:
         boards = core_call(lambda: build_leaderboards(database, protocol, ways, shots, all_runs=all_runs))
     if json_output:
@@ -64,8 +72,8 @@ def leaderboard_command(
                 percent_ci_text(row.published, row.published_ci),
                 "-" if row.difference is None else f"{row.difference:+.2f}",
                 versus,
-                f"{row.preset}, {row.meta_steps} steps",
-                row.device,
+                Text(row.budget),  # Text, not markup: a record's strings are data, never styling
+                Text(row.device),
                 format_duration(row.train_time_s),
             )
         console.print(table)

@@ -79,9 +79,11 @@ def run_command(
             raise MetabenchError(str(exc)) from None
 
     # Imported here: torch loads only for the commands that train.
-    from metabench.runner import JsonLinesSink, NullSink, run
+    from metabench.runner import FanOutSink, JsonLinesSink, NullSink, run
 
     sink = {"rich": lambda: RichProgressSink(), "jsonl": JsonLinesSink, "none": NullSink}[events]()
+    if not isinstance(sink, RichProgressSink):  # which prints them itself
+        sink = FanOutSink(sink, WarningsToStderr())
     try:
         record = run(spec, sink, db_path=db, results_dir=results, resume=resume, data_dir=data, device=device)
     except KeyboardInterrupt:  # before the run existed (e.g. while loading data): nothing to resume
@@ -107,6 +109,14 @@ def _integer(option: str, text: str) -> int:
         return int(text)
     except ValueError:
         raise MetabenchError(f"{option} expects a whole number, got {text!r}") from None
+
+
+class WarningsToStderr:
+    """Shows a finished run's warning (its JSON copy could not be written) whatever --events says."""
+
+    def emit(self, event: Any) -> None:
+        if getattr(event, "warning", None):
+            typer.echo(f"warning: {event.warning}", err=True)
 
 
 class RichProgressSink:
@@ -161,6 +171,8 @@ class RichProgressSink:
                 f"[bold]accuracy {100 * event.accuracy:.2f}%{ci}[/] over {event.episodes} test "
                 f"episodes{mark}; trained in {event.train_time_s:.1f}s"
             )
+            if event.warning:
+                out.print(f"warning: {event.warning}", highlight=False, markup=False)
         elif kind in ("failed", "interrupted"):
             self.close()
 

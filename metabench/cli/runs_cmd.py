@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -25,8 +27,9 @@ from metabench.errors import MetabenchError
 
 SHOWN_FIELDS = (
     "run_id", "status", "method", "family", "protocol", "preset", "meta_steps", "steps_done",
-    "eval_episodes", "seed", "spec_hash", "device_name", "data_digest", "created_at", "finished_at",
-    "train_time_s", "wall_time_s", "tasks_per_s", "peak_rss_mb", "peak_cuda_mb", "error",
+    "eval_episodes", "seed", "spec_hash", "device_name", "torch_threads", "data_digest",
+    "test_episodes_digest", "code_version", "created_at", "finished_at", "train_time_s", "wall_time_s",
+    "tasks_per_s", "peak_rss_mb", "peak_cuda_mb", "error",
 )  # fmt: skip
 
 runs_app = typer.Typer(help="List, show, delete and ingest benchmark runs.", no_args_is_help=True)
@@ -80,9 +83,10 @@ def runs_show(
 ) -> None:
     """Show one run: spec, environment, learning curve and result."""
     from metabench.leaderboard import get_run
+    from metabench.leaderboard.records import budget_text
 
     with opened_database(db) as database:
-        record = get_run(database, run_id)
+        record = core_call(lambda: get_run(database, run_id))
     if record is None:
         raise MetabenchError(f"no run {run_id!r}; see `metabench runs list`")
     if json_output:
@@ -90,10 +94,13 @@ def runs_show(
         return
     data = record.to_dict()
     for key in SHOWN_FIELDS:
-        if data[key] is not None:
+        if data[key] not in (None, ""):  # unknown in older records
             console.print(f"[bold]{key:>14}[/] {data[key]}", highlight=False)
     console.print(f"[bold]{'setting':>14}[/] {record.episode.label}, {record.episode.queries} queries")
     console.print(f"[bold]{'overrides':>14}[/] {dict(record.spec.overrides) or '-'}")
+    console.print(
+        f"[bold]{'budget':>14}[/] {budget_text(record.preset, record.meta_steps, record.preset_overrides)}"
+    )
     console.print(f"[bold]{'versions':>14}[/] {dict(record.versions)}", highlight=False)
     if record.accuracy is not None:
         mark = " (transductive)" if record.transductive else ""
@@ -113,14 +120,41 @@ def runs_show(
 @runs_app.command("rm")
 @one_line_errors
 def runs_rm(run_id: str = typer.Argument(...), db: str | None = DbOption) -> None:
-    """Delete a run from the database with its checkpoints (JSON records under results/ stay)."""
+    """Delete a run from the database with its checkpoints (JSON records under results/ stay).
+
+    A run that a live process is running is refused: stop it first.
+    """
     from metabench.leaderboard import delete_run
+    from metabench.runid import run_folder
+
+    # Checked before anything is deleted: the id becomes a path, and that path must stay inside.
+    checkpoints = core_call(lambda: run_folder(paths.checkpoints_dir(), run_id))
+    with opened_database(db) as database:
+        if not core_call(lambda: delete_run(database, run_id)):
+            raise MetabenchError(f"no run {run_id!r}; see `metabench runs list`")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    console.print(f"deleted {run_id}")
+
+
+@runs_app.command("write")
+@one_line_errors
+def runs_write(
+    run_id: str = typer.Argument(...),
+    results: str | None = typer.Option(None, "--results", metavar="DIR", help="Where run records go."),
+    db: str | None = DbOption,
+) -> None:
+    """Write a run's JSON record (<results>/runs/<run_id>.json) again from the database."""
+    from metabench.leaderboard import get_run, write_record_file
 
     with opened_database(db) as database:
-        if not delete_run(database, run_id):
-            raise MetabenchError(f"no run {run_id!r}; see `metabench runs list`")
-    shutil.rmtree(paths.checkpoints_dir() / run_id, ignore_errors=True)
-    console.print(f"deleted {run_id}")
+        record = core_call(lambda: get_run(database, run_id))
+    if record is None:
+        raise MetabenchError(f"no run {run_id!r}; see `metabench runs list`")
+    try:
+        path = write_record_file(record, paths.results_dir(results))
+    except OSError as exc:
+        raise MetabenchError(f"cannot write the record: {exc.strerror or exc}; pass --results DIR") from None
+    console.print(f"wrote {path}", highlight=False)
 
 
 @runs_app.command("ingest")
@@ -129,7 +163,11 @@ def runs_ingest(
     directory: Path = typer.Argument(..., help="Folder of run records, e.g. results/."),
     db: str | None = DbOption,
 ) -> None:
-    """Load run records (*.json, searched recursively) into the database, replacing same run ids."""
+    """Load run records (*.json, searched recursively) into the database, replacing same run ids.
+
+    Each file is checked against the record schema; a refused one is named with its reason, the
+    others are loaded, and the exit code is 1 when any was refused.
+    """
     from metabench.leaderboard import ingest_directory
 
     with opened_database(db) as database:
@@ -137,21 +175,36 @@ def runs_ingest(
     for warning in outcome.warnings:
         typer.echo(f"warning: {warning}", err=True)
     console.print(f"ingested {len(outcome.loaded)} run records from {directory}", highlight=False)
+    if outcome.warnings:  # the good records are in; a script still learns that some were refused
+        raise typer.Exit(1)
 
 
 @one_line_errors
 def methods_command(json_output: bool = JsonOption) -> None:
-    """List the benchmark methods with their family, paper and preset budgets."""
+    """List the benchmark methods with their family, paper and preset budgets.
+
+    --json adds each method's config keys (what --set accepts) with their types and the paper's
+    values for 5-way 1-shot, and the values each preset changes.
+    """
     from metabench.config import EpisodeSpec
     from metabench.methods.base import FAMILY_NAMES
     from metabench.methods.registry import all_methods
 
-    def budgets(method, ways: int) -> dict[str, dict[str, int]]:
+    def budgets(method, ways: int) -> dict[str, dict[str, Any]]:
         return {
-            name: {"meta_steps": p.meta_steps, "eval_episodes": p.eval_episodes}
+            name: {"meta_steps": p.meta_steps, "eval_episodes": p.eval_episodes, "config": dict(p.config)}
             for name in method.presets
             for p in [method.preset_for(name, EpisodeSpec(ways, 1, 15))]
         }
+
+    def config_keys(method) -> dict[str, dict[str, Any]]:
+        paper = method.paper_config(EpisodeSpec(5, 1, 15))
+        keys = {}
+        for item in dataclasses.fields(method.config_class):
+            default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+            kind = item.type if isinstance(item.type, str) else item.type.__name__
+            keys[item.name] = {"type": kind, "default": paper.get(item.name, default)}
+        return keys
 
     rows = [
         {
@@ -164,6 +217,7 @@ def methods_command(json_output: bool = JsonOption) -> None:
             "presets": budgets(m, 5),
             # A method whose cost grows steeply with the ways has its own budget for 20 and more.
             "presets_20_way": budgets(m, 20),
+            "config": config_keys(m),
         }
         for m in all_methods()
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,9 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 FETCH_HINT = (
     "download it again with `metabench data download` or import a good copy with `metabench data import PATH`"
 )
+# Omniglot's PNGs and label files are under 2 kB: a member above this is not Omniglot, and reading it
+# whole would cost its size in memory (twice, while it is inflated).
+MAX_MEMBER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,11 @@ class ImageSetLayout:
     def images(self) -> int:
         return sum(len(c.members) for c in self.characters)
 
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Every drawing's member name, in cache order."""
+        return tuple(member for character in self.characters for member in character.members)
+
 
 @dataclass(frozen=True)
 class RunEntry:
@@ -73,6 +82,11 @@ class RunsLayout:
     def images(self) -> int:
         return sum(len(r.training) + len(r.test) for r in self.runs)
 
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Every image's member name: all training images, then all test items."""
+        return tuple(m for r in self.runs for m in r.training) + tuple(m for r in self.runs for m in r.test)
+
 
 def open_zip(path: Path) -> zipfile.ZipFile:
     """Open a zip, turning a missing, truncated or corrupt file into a one-line MetabenchError."""
@@ -94,6 +108,30 @@ def check_member_name(name: str, archive: Path) -> None:
             f"{archive.name} contains the unsafe member path {name!r} (absolute or '..'); "
             f"refusing the archive: {FETCH_HINT}"
         )
+
+
+def read_member(zf: zipfile.ZipFile, name: str, archive: Path) -> bytes:
+    """A member's bytes, CRC-checked by zipfile; refused above MAX_MEMBER_BYTES whatever its header says."""
+    limit = f"over the {MAX_MEMBER_BYTES >> 20} MiB limit (Omniglot's files are a few kB); {FETCH_HINT}"
+    try:
+        info = zf.getinfo(name)
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise MetabenchError(f"{archive.name}: member {name} is {info.file_size:,} bytes, {limit}")
+        with zf.open(info) as handle:
+            data = handle.read(MAX_MEMBER_BYTES + 1)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, RuntimeError) as exc:
+        # RuntimeError: an encrypted member; its subclass NotImplementedError: an unknown compression.
+        raise MetabenchError(f"{archive.name}: member {name} is corrupt ({exc}); {FETCH_HINT}") from None
+    if len(data) > MAX_MEMBER_BYTES:  # zipfile stops at the header's size, but that is not relied on
+        raise MetabenchError(f"{archive.name}: member {name} holds over {MAX_MEMBER_BYTES:,} bytes, {limit}")
+    return data
+
+
+def read_members(path: Path, names: Iterable[str]) -> None:
+    """Read every named member, so that the CRC check covers bytes the central directory only describes."""
+    with open_zip(path) as zf:
+        for name in names:
+            read_member(zf, name, path)
 
 
 def file_members(zf: zipfile.ZipFile, archive: Path) -> list[zipfile.ZipInfo]:
@@ -202,8 +240,8 @@ def _parse_run(
             f"test images (found {len(training)} and {len(test)}); {FETCH_HINT}"
         )
     try:
-        text = zf.read(files["class_labels.txt"]).decode("utf-8")
-    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, EOFError) as exc:
+        text = read_member(zf, files["class_labels.txt"], path).decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise MetabenchError(
             f"{path.name}: {run}/class_labels.txt is unreadable ({exc}); {FETCH_HINT}"
         ) from None

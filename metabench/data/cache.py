@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +21,14 @@ from metabench.data.cache_index import (
     CACHE_FORMAT,
     INDEX_NAME,
     TENSOR_PREFIX,
+    DamagedCache,
     cache_folder,
     data_digest,
     fingerprint,
     fingerprints_match,
     read_index,
     same_recipe,
+    tensor_bytes,
     tensor_name,
 )
 from metabench.data.decode import SIDE, TRANSFORM
@@ -68,30 +73,47 @@ def load_cache(
     expectations: Expectations = OMNIGLOT,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> OmniglotCache:
-    """Load the cache; build it first when missing or built from other data or by another transform."""
+    """Load the cache; build it first when missing, built from other data or by another transform.
+
+    A damaged cache (its tensor file missing or not the bytes written) is rebuilt, and `notice` (by default
+    a warning on stderr) says so: a corrupted file must never silently change what a run sees.
+    """
     zips = require_zips(paths.data_dir(data_dir))
     folder = cache_folder(cache_dir)
     index = read_index(folder)
+    checked = None
     if index is not None and same_recipe(index, set(zips)):
-        if fingerprints_match(index, zips):
-            cache = _read(folder, index)
-            if cache is not None:
-                return cache
-        else:
+        if not fingerprints_match(index, zips):
             # The files moved or were touched; their content digests (central directories only) decide.
             checked = check_sets(zips, expectations)
-            if {name: c.digest for name, c in checked.items()} == _recorded_digests(index):
+        if checked is None or _digests(checked) == _recorded_digests(index):
+            try:
                 cache = _read(folder, index)
-                if cache is not None:
+            except DamagedCache as exc:
+                (notice or _warn)(
+                    f"the Omniglot cache in {folder} is damaged ({exc}); rebuilding it from the zips"
+                )
+            else:
+                if checked is not None:
                     index["sources"] = {name: fingerprint(path) for name, path in zips.items()}
                     with contextlib.suppress(OSError):
                         atomic.write_json(folder / INDEX_NAME, index)
-                    return cache
-    checked = check_sets(zips, expectations)
+                return cache
+    if checked is None:
+        checked = check_sets(zips, expectations)
     started = time.perf_counter()
     decoded = decode_sets(checked, expectations, workers=workers, progress=progress)
     return write_cache(checked, decoded, cache_dir, build_seconds=time.perf_counter() - started)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _digests(checked: dict[str, CheckedSet]) -> dict[str, str]:
+    return {name: entry.digest for name, entry in checked.items()}
 
 
 def _recorded_digests(index: dict[str, Any]) -> dict[str, str]:
@@ -99,7 +121,10 @@ def _recorded_digests(index: dict[str, Any]) -> dict[str, str]:
 
 
 def read_cache(cache_dir: Path | None = None) -> OmniglotCache | None:
-    """The cache as it is on disk, without looking at the sources; None when absent, stale or unreadable."""
+    """The cache as it is on disk, without looking at the sources; None when absent or stale.
+
+    DamagedCache when the index is current but its tensor file is missing or not the bytes written.
+    """
     folder = cache_folder(cache_dir)
     index = read_index(folder)
     if index is None or index.get("format") != CACHE_FORMAT or index.get("transform") != TRANSFORM:
@@ -111,15 +136,15 @@ def adopt_sources(checked: dict[str, CheckedSet], cache_dir: Path | None = None)
     """When the cache already holds exactly these sets' content, point its index at these files and say so.
 
     The cache was written after every image of that content was decoded (and CRC-checked), so the same
-    digests need no second decode.
+    digests need no second decode, provided the tensor file is still the one written.
     """
     folder = cache_folder(cache_dir)
     index = read_index(folder)
-    digests = {name: entry.digest for name, entry in checked.items()}
-    if index is None or not same_recipe(index, set(checked)) or _recorded_digests(index) != digests:
+    if index is None or not same_recipe(index, set(checked)) or _recorded_digests(index) != _digests(checked):
         return False
-    tensor = folder / str(index.get("tensor_file"))
-    if not tensor.is_file() or tensor.stat().st_size != index.get("tensor_bytes"):
+    try:
+        tensor_bytes(folder, index)
+    except DamagedCache:
         return False
     index["sources"] = {name: fingerprint(entry.path) for name, entry in checked.items()}
     atomic.write_json(folder / INDEX_NAME, index)
@@ -152,14 +177,16 @@ def write_cache(
         tensors["runs_training"] = _tensor(decoded.runs_training, len(runs_layout.runs), ways)
         tensors["runs_test"] = _tensor(decoded.runs_test, len(runs_layout.runs), ways)
         tensors["runs_labels"] = torch.tensor([list(r.labels) for r in runs_layout.runs], dtype=torch.long)
-    digests = {name: c.digest for name, c in checked.items()}
-    file_name = tensor_name(digests)
-    atomic.write_with(folder / file_name, lambda handle: torch.save(tensors, handle))
+    file_name = tensor_name(_digests(checked))
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    atomic.write_bytes(folder / file_name, buffer.getvalue())
     index = {
         "format": CACHE_FORMAT,
         "transform": TRANSFORM,
         "tensor_file": file_name,
-        "tensor_bytes": (folder / file_name).stat().st_size,
+        "tensor_bytes": buffer.tell(),
+        "tensor_sha256": hashlib.sha256(buffer.getbuffer()).hexdigest(),
         "shape": list(images.shape),
         "characters": [[name, set_name] for name, set_name in zip(characters, sets, strict=True)],
         "runs": [r.name for r in runs_layout.runs] if isinstance(runs_layout, RunsLayout) else [],
@@ -173,9 +200,7 @@ def write_cache(
         if stale.name != file_name:
             with contextlib.suppress(OSError):
                 stale.unlink()
-    cache = _from_tensors(tensors, index, folder)
-    assert cache is not None
-    return cache
+    return _from_tensors(tensors, index, folder)
 
 
 def _set_entry(checked: CheckedSet) -> dict[str, Any]:
@@ -198,22 +223,21 @@ def _tensor(blob: bytes, rows: int, columns: int) -> torch.Tensor:
     return torch.frombuffer(bytearray(blob), dtype=torch.uint8).view(rows, columns, SIDE, SIDE)
 
 
-def _read(folder: Path, index: dict[str, Any]) -> OmniglotCache | None:
-    """The cache the index describes, or None when the tensor file is missing or does not fit the index."""
+def _read(folder: Path, index: dict[str, Any]) -> OmniglotCache:
+    """The cache the index describes; DamagedCache when the tensor file is not the one written or misfits."""
+    data = tensor_bytes(folder, index)
     try:
-        tensors = torch.load(folder / index["tensor_file"], weights_only=True)
-    except Exception:  # any unreadable cache (truncated, garbage, foreign pickle) is simply rebuilt
-        return None
+        tensors = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as exc:  # the bytes are those written, so only a foreign writer can get here
+        raise DamagedCache(f"{index['tensor_file']} does not load ({type(exc).__name__})") from None
     return _from_tensors(tensors, index, folder)
 
 
-def _from_tensors(
-    tensors: dict[str, torch.Tensor], index: dict[str, Any], folder: Path
-) -> OmniglotCache | None:
+def _from_tensors(tensors: dict[str, torch.Tensor], index: dict[str, Any], folder: Path) -> OmniglotCache:
     images = tensors.get("images") if isinstance(tensors, dict) else None
     names = index.get("characters", [])
     if images is None or images.dtype != torch.uint8 or list(images.shape) != [len(names), 20, SIDE, SIDE]:
-        return None
+        raise DamagedCache(f"{index['tensor_file']} does not hold the images its index lists")
     runs = None
     if index.get("runs") and {"runs_training", "runs_test", "runs_labels"} <= set(tensors):
         runs = LakeRuns(

@@ -11,10 +11,11 @@ import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from metabench.data.archive import FETCH_HINT
+from metabench.data.archive import FETCH_HINT, read_member
 from metabench.errors import MetabenchError
 
 SIDE = 28
@@ -68,18 +69,12 @@ def _archive(path: str) -> zipfile.ZipFile:
 
 
 def decode_job(job: DecodeJob) -> bytes:
-    """Decode every member of `job`; the zip's CRC check turns a corrupted member into an error."""
+    """Decode every member of `job`; the zip's CRC check and size cap turn a bad member into an error."""
     zf = _archive(job.archive)
-    out = []
-    for member in job.members:
-        try:
-            data = zf.read(member)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as exc:
-            raise MetabenchError(
-                f"{os.path.basename(job.archive)}: member {member} is corrupt ({exc}); {FETCH_HINT}"
-            ) from None
-        out.append(decode_png(data, job.size, job.archive, member))
-    return b"".join(out)
+    path = Path(job.archive)
+    return b"".join(
+        decode_png(read_member(zf, member, path), job.size, job.archive, member) for member in job.members
+    )
 
 
 def default_workers() -> int:

@@ -16,7 +16,7 @@ from metabench.data import sources as omniglot_sources
 from metabench.data.archive import file_md5
 from metabench.data.install import InstallReport, install
 from metabench.data.sources import OMNIGLOT, SETS, Expectations, SetSource
-from metabench.data.verify import check_set
+from metabench.data.verify import check_set_fully
 from metabench.errors import MetabenchError
 
 ByteProgress = Callable[[str, int, int | None], None]  # (file name, bytes so far, total bytes or None)
@@ -139,7 +139,8 @@ def download_omniglot(
                 progress(path.name, path.stat().st_size, path.stat().st_size)
         else:
             if source.official_md5 is None:
-                # No published checksum: the archive's structure is checked before it takes the final name.
+                # No published checksum: the archive's structure and every member's CRC are checked before
+                # it takes the final name, so a damaged download never replaces a good file.
                 part = download_file(
                     source.url,
                     path.with_name(path.name + ".new"),
@@ -150,7 +151,7 @@ def download_omniglot(
                     timeout=timeout,
                 )
                 try:
-                    check_set(name, part, expectations)
+                    check_set_fully(name, part, expectations)
                 except MetabenchError:
                     part.unlink()
                     raise
@@ -176,6 +177,6 @@ def _already_good(name: str, path: Path, source: SetSource, expectations: Expect
     if source.official_md5 is not None:
         return file_md5(path) == source.official_md5
     with contextlib.suppress(MetabenchError):
-        check_set(name, path, expectations)
+        check_set_fully(name, path, expectations)
         return True
     return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -117,7 +118,28 @@ class EpisodeSampler:
             raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
         return self._evaluation(spec, episodes, batch_size, seed)
 
+    def evaluation_digest(self, spec: EpisodeSpec, episodes: int, seed: int) -> str:
+        """A digest of the evaluation episodes' identity: which character, rotation and drawing fills every
+        support and query slot, and each query's label. Equal digests mean the very same test tasks."""
+        self.check(spec)
+        digest = hashlib.sha256(f"{spec.ways}w{spec.shots}s{spec.queries}q:{episodes}".encode())
+        for draw in self._evaluation_draws(spec, episodes, _EVAL_CHUNK, seed):
+            for slots, drawings in (
+                (draw.support_class, draw.support_drawing),
+                (draw.query_class, draw.query_drawing),
+            ):
+                digest.update(self.classes[slots].numpy().tobytes())  # (character, rotation) per slot
+                digest.update(drawings.numpy().tobytes())
+            digest.update(draw.query_labels.numpy().tobytes())
+        return digest.hexdigest()[:16]
+
     def _evaluation(self, spec: EpisodeSpec, episodes: int, batch_size: int, seed: int) -> Iterator[Episode]:
+        for draw in self._evaluation_draws(spec, episodes, batch_size, seed):
+            yield self._gather(draw, spec)
+
+    def _evaluation_draws(
+        self, spec: EpisodeSpec, episodes: int, batch_size: int, seed: int
+    ) -> Iterator[_Draw]:
         generator = torch.Generator().manual_seed(seed)
         pending: list[_Draw] = []
         held = drawn = 0
@@ -129,7 +151,7 @@ class EpisodeSampler:
                 held, drawn = held + take, drawn + take
             draw = _Draw.cat(pending)
             count = min(batch_size, held)
-            yield self._gather(draw.rows(0, count), spec)
+            yield draw.rows(0, count)
             pending, held = [draw.rows(count, held)], held - count
 
     def _eligible_alphabets(self, ways: int) -> torch.Tensor:
@@ -219,6 +241,14 @@ class OfficialRunsSampler(EpisodeSampler):
             raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
         return self._runs(min(episodes, len(self._labels)), batch_size)
 
+    def evaluation_digest(self, spec: EpisodeSpec, episodes: int, seed: int) -> str:
+        """A digest of the official runs tested (images and labels, in order); the seed plays no part."""
+        count = min(episodes, len(self._labels))
+        digest = hashlib.sha256(f"lake-runs:{count}".encode())
+        for tensor in (self._support[:count], self._query[:count], self._labels[:count]):
+            digest.update(tensor.cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
     def _runs(self, count: int, batch_size: int) -> Iterator[Episode]:
         ways = self.spec.ways
         for start in range(0, count, batch_size):
@@ -244,6 +274,14 @@ def evaluation_episodes(
     requests raise ValueError here, at the call, not at the first batch.
     """
     return sampler.evaluation_batches(spec, episodes, batch_size, seed)
+
+
+def evaluation_digest(
+    sampler: EpisodeSampler, spec: EpisodeSpec, episodes: int, seed: int = EVAL_SEED
+) -> str:
+    """The identity of `evaluation_episodes(sampler, spec, episodes, ...)`: runs with equal digests were
+    tested on the same tasks, which is what pairing them episode by episode requires."""
+    return sampler.evaluation_digest(spec, episodes, seed)
 
 
 def _rotated(images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

@@ -19,15 +19,19 @@ from metabench.data.archive import ImageSetLayout, read_image_set, read_runs
 from metabench.data.cache_index import (
     INDEX_NAME,
     TENSOR_PREFIX,
+    DamagedCache,
     cache_folder,
     fingerprints_match,
     read_index,
     same_recipe,
+    tensor_bytes,
 )
 from metabench.data.decode import TRANSFORM
 from metabench.data.sources import IMAGE_SETS, OMNIGLOT, SETS, SOURCES, Expectations
 from metabench.data.verify import (
     CheckedSet,
+    DecodedData,
+    check_bytes,
     check_sets,
     decode_sets,
     find_zips,
@@ -124,7 +128,11 @@ def install(
     """
     checked = check_sets(zips, expectations)
     if _cache_holds(checked, cache_dir):
-        decoded, build_seconds = None, 0.0  # this very content was decoded, image by image, into the cache
+        # This content was decoded into the cache, so no decode is needed; but equal central directories
+        # can front damaged bytes, and nothing replaces an installed file before every byte is checked.
+        for entry in checked.values():
+            check_bytes(entry)
+        decoded, build_seconds = None, 0.0
     else:
         started = time.perf_counter()
         decoded = decode_sets(checked, expectations, workers=workers, progress=progress)
@@ -141,7 +149,7 @@ def install(
 
     reused = decoded is None and adopt_sources(installed, cache_dir)
     if not reused:
-        if decoded is None:  # the index promised this content but its tensor file is gone
+        if decoded is None:  # the index promised this content but its tensor file is gone or damaged
             decoded = decode_sets(installed, expectations, workers=workers, progress=progress)
         write_cache(installed, decoded, cache_dir, build_seconds=build_seconds)
     sets = {name: _describe(entry) | {"source": origin.get(name, "")} for name, entry in installed.items()}
@@ -200,6 +208,7 @@ def info(data_dir: Path | str | None = None, cache_dir: Path | None = None) -> d
     zips = find_zips(folder)
     manifest = read_manifest(folder).get("sets", {})
     index = read_index(cache_folder(cache_dir))
+    # Built from these very files: the index's counts and digests describe them.
     current = index is not None and same_recipe(index, set(zips)) and fingerprints_match(index, zips)
     sets: dict[str, Any] = {}
     for name in SETS:
@@ -249,15 +258,42 @@ def _cache_info(cache_dir: Path | None, index: dict[str, Any] | None, current: b
         for path in sorted(folder.iterdir()):
             if path.name == INDEX_NAME or path.name.startswith(TENSOR_PREFIX):
                 files.append({"name": path.name, "bytes": path.stat().st_size})
+    status, problem = ("current" if current else ("stale" if index else "missing")), None
+    if current and index is not None:
+        try:
+            tensor_bytes(folder, index)
+        except DamagedCache as exc:
+            status = "damaged"
+            problem = f"{exc}: the next run rebuilds it from the zips, or run `metabench data verify` now"
     return {
         "folder": str(folder),
-        "status": "current" if current else ("stale" if index else "missing"),
+        "status": status,
+        "problem": problem,
         "files": files,
         "shape": index.get("shape") if index else None,
         "built_at": index.get("built_at") if index else None,
         "build_seconds": index.get("build_seconds") if index else None,
         "transform": TRANSFORM,
     }
+
+
+def _cache_status(cache_dir: Path | None, digests: dict[str, str], decoded: DecodedData) -> str:
+    """'current', or why the cache must be rebuilt from the freshly decoded sets."""
+    import torch
+
+    from metabench.data.cache import read_cache
+
+    try:
+        cache = read_cache(cache_dir)
+    except DamagedCache as exc:
+        return f"rebuilt (it was damaged: {exc})"
+    if cache is None or cache.set_digests != digests:
+        return "rebuilt (it was missing or built from other data)"
+    if not torch.equal(
+        cache.images.flatten(), torch.frombuffer(bytearray(decoded.characters), dtype=torch.uint8)
+    ):
+        return "rebuilt (its pixels did not match the sources)"
+    return "current"
 
 
 def verify(
@@ -269,22 +305,12 @@ def verify(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Re-check every set (md5 or content, every image decoded) and the cache's pixels; mend the cache."""
-    import torch
-
-    from metabench.data.cache import read_cache, write_cache
+    from metabench.data.cache import write_cache
 
     zips = require_zips(paths.data_dir(data_dir))
     checked = check_sets(zips, expectations)
     decoded = decode_sets(checked, expectations, workers=workers, progress=progress)
-    digests = {name: entry.digest for name, entry in checked.items()}
-    cache = read_cache(cache_dir)
-    status = "current"
-    if cache is None or cache.set_digests != digests:
-        status = "rebuilt (it was missing or built from other data)"
-    elif not torch.equal(
-        cache.images.flatten(), torch.frombuffer(bytearray(decoded.characters), dtype=torch.uint8)
-    ):
-        status = "rebuilt (its pixels did not match the sources)"
+    status = _cache_status(cache_dir, {name: entry.digest for name, entry in checked.items()}, decoded)
     if status != "current":
         write_cache(checked, decoded, cache_dir)
     return {

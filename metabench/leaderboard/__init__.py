@@ -2,7 +2,8 @@
 
 The API the front ends use: list_runs, get_run, delete_run, build_leaderboards, render_markdown,
 ingest_directory, write_record_file, and the typed records (RunRecord, RunSummary, Leaderboard).
-Accuracies in records are fractions; leaderboard rows are in percent, like the papers.
+Accuracies in records are fractions; leaderboard rows are in percent, like the papers. Every record
+that enters (ingest, save_record) is checked against the one schema in records.py.
 """
 
 from __future__ import annotations
@@ -16,11 +17,26 @@ from metabench.leaderboard.portable import (
 )
 from metabench.leaderboard.published import PublishedResult, find_published, load_published
 from metabench.leaderboard.ranking import Leaderboard, LeaderboardRow, Setting, build_leaderboards
-from metabench.leaderboard.records import STATUSES, CurvePoint, RunRecord, RunSummary
+from metabench.leaderboard.records import (
+    RECORD_FORMAT,
+    STATUSES,
+    CurvePoint,
+    RunRecord,
+    RunSummary,
+    budget_text,
+)
 from metabench.leaderboard.stats import PairedTest, mean_ci95, paired_t_test
-from metabench.leaderboard.store import delete_run, ensure_schema, get_run, list_runs, save_record
+from metabench.leaderboard.store import (
+    delete_run,
+    ensure_schema,
+    get_run,
+    list_runs,
+    live_owner,
+    save_record,
+)
 
 __all__ = [
+    "RECORD_FORMAT",
     "STATUSES",
     "CurvePoint",
     "IngestResult",
@@ -31,6 +47,7 @@ __all__ = [
     "RunRecord",
     "RunSummary",
     "Setting",
+    "budget_text",
     "build_leaderboards",
     "delete_run",
     "ensure_schema",
@@ -38,6 +55,7 @@ __all__ = [
     "get_run",
     "ingest_directory",
     "list_runs",
+    "live_owner",
     "load_published",
     "mean_ci95",
     "paired_t_test",

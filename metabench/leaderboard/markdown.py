@@ -40,14 +40,17 @@ def _section(board: Leaderboard) -> str:
         if row.published is not None:
             note_number = len(notes) + 1
             notes.append(
-                f"{note_number}. {row.method}: {row.published_paper}"
-                + (f"; {row.published_note}" if row.published_note else "")
+                _one_line(
+                    f"{note_number}. {row.method}: {row.published_paper}"
+                    + (f"; {row.published_note}" if row.published_note else "")
+                )
             )
             published = _published(row) + f" [{note_number}]"
         lines.append(
             "| "
             + " | ".join(
-                [
+                _cell(text)
+                for text in [
                     str(row.rank),
                     row.method + (" †" if row.transductive else ""),
                     row.family,
@@ -55,7 +58,7 @@ def _section(board: Leaderboard) -> str:
                     published,
                     "-" if row.difference is None else f"{row.difference:+.2f}",
                     _versus(row),
-                    f"{row.preset}, {row.meta_steps} steps, seed {row.seed}",
+                    f"{row.budget}, seed {row.seed}",
                     row.device,
                     format_duration(row.train_time_s),
                     f"`{row.run_id}`",
@@ -66,6 +69,16 @@ def _section(board: Leaderboard) -> str:
     if notes:
         lines += ["", "Published numbers:", "", *notes]
     return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
+
+
+def _cell(text: str) -> str:
+    """A table cell that stays one cell: a line break would end the row and a bare | split it
+    (GitHub reads \\| as a literal bar, inside code spans too)."""
+    return _one_line(text).replace("|", "\\|")
 
 
 def _accuracy(value: float, ci: float | None) -> str:

@@ -10,9 +10,8 @@ import sqlite_utils
 
 from metabench.config import PRESETS
 from metabench.leaderboard.published import PublishedResult, find_published, load_published
-from metabench.leaderboard.records import RunSummary
 from metabench.leaderboard.stats import SIGNIFICANCE_LEVEL, paired_t_test
-from metabench.leaderboard.store import episode_accuracies, finished_summaries
+from metabench.leaderboard.store import FinishedRun, episode_accuracies, finished_summaries
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,7 @@ class LeaderboardRow:
     significant_vs_above: bool | None  # None: top row, or no per-episode results to pair
     preset: str
     meta_steps: int
+    budget: str  # 'quick, 1000 steps', or 'quick, 6000 steps (overridden)' (records.budget_text)
     seed: int
     device: str
     train_time_s: float
@@ -95,16 +95,15 @@ def build_leaderboards(
     shows every finished run.
     """
     published = load_published() if published is None else published
-    groups: dict[Setting, list[tuple[RunSummary, str]]] = defaultdict(list)
-    for summary, eval_seed, _device_type, digest in finished_summaries(db, protocol, ways, shots):
-        setting = Setting(
-            summary.protocol, summary.ways, summary.shots, summary.queries, summary.eval_episodes, eval_seed
-        )
-        groups[setting].append((summary, digest))
+    groups: dict[Setting, list[FinishedRun]] = defaultdict(list)
+    for entry in finished_summaries(db, protocol, ways, shots):
+        run = entry.summary
+        setting = Setting(run.protocol, run.ways, run.shots, run.queries, run.eval_episodes, entry.eval_seed)
+        groups[setting].append(entry)
     boards = []
     for setting in sorted(groups, key=_setting_order):
         entries = groups[setting] if all_runs else _representatives(groups[setting])
-        entries.sort(key=lambda entry: (-(entry[0].accuracy or 0.0), entry[0].run_id))
+        entries.sort(key=lambda entry: (-(entry.summary.accuracy or 0.0), entry.summary.run_id))
         boards.append(Leaderboard(setting, tuple(_rows(db, setting, entries, published))))
     return boards
 
@@ -120,15 +119,15 @@ def _setting_order(setting: Setting) -> tuple[Any, ...]:
     )
 
 
-def _representatives(entries: list[tuple[RunSummary, str]]) -> list[tuple[RunSummary, str]]:
-    def budget(entry: tuple[RunSummary, str]) -> tuple[Any, ...]:
-        run = entry[0]
+def _representatives(entries: list[FinishedRun]) -> list[FinishedRun]:
+    def budget(entry: FinishedRun) -> tuple[Any, ...]:
+        run = entry.summary
         preset_rank = PRESETS.index(run.preset) if run.preset in PRESETS else -1
         return (run.meta_steps, preset_rank, run.finished_at or run.created_at, run.run_id)
 
-    best: dict[str, tuple[RunSummary, str]] = {}
+    best: dict[str, FinishedRun] = {}
     for entry in entries:
-        method = entry[0].method
+        method = entry.summary.method
         if method not in best or budget(entry) > budget(best[method]):
             best[method] = entry
     return list(best.values())
@@ -137,17 +136,18 @@ def _representatives(entries: list[tuple[RunSummary, str]]) -> list[tuple[RunSum
 def _rows(
     db: sqlite_utils.Database,
     setting: Setting,
-    entries: list[tuple[RunSummary, str]],
+    entries: list[FinishedRun],
     published: tuple[PublishedResult, ...],
 ) -> list[LeaderboardRow]:
     rows = []
-    above: tuple[tuple[float, ...], str] | None = None
-    for rank, (run, digest) in enumerate(entries, start=1):
+    above: tuple[tuple[float, ...], FinishedRun] | None = None
+    for rank, entry in enumerate(entries, start=1):
+        run = entry.summary
         accuracies = episode_accuracies(db, run.run_id)
         p_value = None
-        if above is not None and _pairable(above, (accuracies, digest), setting.eval_episodes):
+        if above is not None and _pairable(above, (accuracies, entry), setting.eval_episodes):
             p_value = paired_t_test(above[0], accuracies).p_value
-        above = (accuracies, digest)
+        above = (accuracies, entry)
         paper = find_published(published, run.method, run.protocol, run.ways, run.shots, run.transductive)
         accuracy = 100.0 * (run.accuracy or 0.0)
         rows.append(
@@ -167,6 +167,7 @@ def _rows(
                 significant_vs_above=None if p_value is None else p_value < SIGNIFICANCE_LEVEL,
                 preset=run.preset,
                 meta_steps=run.meta_steps,
+                budget=run.budget,
                 seed=run.seed,
                 device=run.device_name,
                 train_time_s=run.train_time_s,
@@ -178,6 +179,15 @@ def _rows(
     return rows
 
 
-def _pairable(a: tuple[tuple[float, ...], str], b: tuple[tuple[float, ...], str], episodes: int) -> bool:
-    """Episode i of both runs is the same task only with complete results on the same data."""
-    return len(a[0]) == len(b[0]) == episodes >= 2 and a[1] == b[1]
+def _pairable(
+    a: tuple[tuple[float, ...], FinishedRun], b: tuple[tuple[float, ...], FinishedRun], episodes: int
+) -> bool:
+    """Episode i of both runs is the same task only when both recorded the same drawn test episodes
+    (classes and drawings: the digest) on the same data, with complete results."""
+    (a_accuracies, a_run), (b_accuracies, b_run) = a, b
+    return (
+        len(a_accuracies) == len(b_accuracies) == episodes >= 2
+        and a_run.test_episodes_digest != ""
+        and a_run.test_episodes_digest == b_run.test_episodes_digest
+        and a_run.data_digest == b_run.data_digest
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
@@ -10,6 +11,8 @@ import sqlite_utils
 from metabench.config import RunSpec
 from metabench.db import migrate
 from metabench.leaderboard.records import STATUSES, CurvePoint, RunRecord, RunSummary
+from metabench.process import process_alive
+from metabench.runid import check_run_id
 
 NAMESPACE = "runs"
 
@@ -69,13 +72,34 @@ def _create_runs(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [_create_runs]
+def _add_record_format_2(db: sqlite_utils.Database) -> None:
+    # Rows written before keep the defaults: unknown ('' or NULL), as in a format-1 record.
+    db.execute("ALTER TABLE runs ADD COLUMN test_episodes_digest TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE runs ADD COLUMN torch_threads INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN code_version TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE runs ADD COLUMN preset_overrides_json TEXT")
+
+
+MIGRATIONS = [_create_runs, _add_record_format_2]
 
 _SUMMARY_COLUMNS = (
     "run_id, status, method, family, protocol, ways, shots, queries, preset, meta_steps, steps_done, "
     "eval_episodes, seed, accuracy, ci95, transductive, device_name, created_at, finished_at, "
-    "train_time_s, resumable, error"
+    "train_time_s, resumable, error, preset_overrides_json"
 )
+
+
+_SETTING_COLUMNS = ("ways", "shots", "queries", "eval_episodes", "eval_seed", "meta_steps")
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished run as ranking needs it: which test episodes it ran on, and on which data."""
+
+    summary: RunSummary
+    eval_seed: int
+    data_digest: str
+    test_episodes_digest: str  # "" when unknown (records before format 2)
 
 
 def ensure_schema(db: sqlite_utils.Database) -> None:
@@ -84,7 +108,12 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
 
 
 def save_record(db: sqlite_utils.Database, record: RunRecord, owner_pid: int | None = None) -> None:
-    """Insert or replace the run and its per-episode accuracies in one transaction."""
+    """Insert or replace the run and its per-episode accuracies in one transaction.
+
+    ValueError, and nothing written, when the record breaks the schema (records.py): the
+    database holds only records that could have been ingested.
+    """
+    record.check()
     ensure_schema(db)
     row = _record_to_row(record, owner_pid)
     columns = ", ".join(row)
@@ -101,7 +130,11 @@ def save_record(db: sqlite_utils.Database, record: RunRecord, owner_pid: int | N
 
 
 def get_run(db: sqlite_utils.Database, run_id: str) -> RunRecord | None:
-    """The full record of `run_id` (learning curve and per-episode accuracies included), or None."""
+    """The full record of `run_id` (learning curve and per-episode accuracies included), or None.
+
+    ValueError when `run_id` does not have the shape of a run id.
+    """
+    check_run_id(run_id)
     ensure_schema(db)
     cursor = db.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
     values = cursor.fetchone()
@@ -141,11 +174,15 @@ def list_runs(
 
 def finished_summaries(
     db: sqlite_utils.Database, protocol: str | None = None, ways: int | None = None, shots: int | None = None
-) -> list[tuple[RunSummary, int, str, str]]:
-    """Finished runs with an accuracy, each with (eval_seed, device_type, data_digest) for ranking."""
+) -> list[FinishedRun]:
+    """Finished runs with an accuracy, oldest first."""
     ensure_schema(db)
-    sql = f"SELECT {_SUMMARY_COLUMNS}, eval_seed, device_type, data_digest FROM runs"
+    sql = f"SELECT {_SUMMARY_COLUMNS}, eval_seed, data_digest, test_episodes_digest FROM runs"
     sql += " WHERE status = 'finished' AND accuracy IS NOT NULL"
+    # Rows ingested before records were checked may hold anything ("eval_episodes": "lots"); the
+    # boards skip what could not be ranked instead of failing on it.
+    sql += " AND accuracy BETWEEN 0 AND 1 AND typeof(accuracy) IN ('real', 'integer')"
+    sql += "".join(f" AND typeof({column}) = 'integer'" for column in _SETTING_COLUMNS)
     params: list[Any] = []
     for column, value in (("protocol", protocol), ("ways", ways), ("shots", shots)):
         if value is not None:
@@ -153,7 +190,7 @@ def finished_summaries(
             params.append(value)
     rows = db.execute(sql + " ORDER BY created_at, run_id", params).fetchall()
     count = len(_SUMMARY_COLUMNS.split(","))
-    return [(_summary(row[:count]), row[count], row[count + 1], row[count + 2]) for row in rows]
+    return [FinishedRun(_summary(row[:count]), *row[count:]) for row in rows]
 
 
 def run_owner(db: sqlite_utils.Database, run_id: str) -> int | None:
@@ -163,18 +200,45 @@ def run_owner(db: sqlite_utils.Database, run_id: str) -> int | None:
     return None if row is None else row[0]
 
 
-def delete_run(db: sqlite_utils.Database, run_id: str) -> bool:
-    """Remove a run and its per-episode results; False when there was no such run."""
+def live_owner(db: sqlite_utils.Database, run_id: str) -> int | None:
+    """The id of the live process running `run_id`, or None when no process is running it."""
     ensure_schema(db)
-    with db.conn:
+    return _live_owner(db, run_id)
+
+
+def _live_owner(db: sqlite_utils.Database, run_id: str) -> int | None:
+    row = db.execute("SELECT status, owner_pid FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    return row[1] if row is not None and row[0] == "running" and process_alive(row[1]) else None
+
+
+def delete_run(db: sqlite_utils.Database, run_id: str) -> bool:
+    """Remove a run and its per-episode results; False when there was no such run.
+
+    ValueError for a malformed id, and for a run that a live process is running: it would keep
+    saving the row and checkpoints deleted under it.
+    """
+    check_run_id(run_id)
+    ensure_schema(db)
+    # The write lock first, so no process can claim the run between the check and the delete.
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        owner = _live_owner(db, run_id)
+        if owner is not None:
+            raise ValueError(
+                f"run {run_id} is running in process {owner}; stop it first (Ctrl-C or kill {owner})"
+            )
         cursor = db.conn.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+    except BaseException:
+        db.conn.rollback()
+        raise
+    db.conn.commit()
     return cursor.rowcount > 0
 
 
 def _summary(row: tuple[Any, ...]) -> RunSummary:
     (run_id, status, method, family, protocol, ways, shots, queries, preset, meta_steps, steps_done,
      eval_episodes, seed, accuracy, ci95, transductive, device_name, created_at, finished_at,
-     train_time_s, resumable, error) = row  # fmt: skip
+     train_time_s, resumable, error, preset_overrides_json) = row  # fmt: skip
     return RunSummary(
         run_id=run_id,
         status=status,
@@ -198,6 +262,7 @@ def _summary(row: tuple[Any, ...]) -> RunSummary:
         train_time_s=train_time_s,
         resumable=bool(resumable),
         error=error,
+        preset_overrides=_json_or_none(preset_overrides_json),
     )
 
 
@@ -239,6 +304,12 @@ def _record_to_row(record: RunRecord, owner_pid: int | None) -> dict[str, Any]:
         "error": record.error,
         "resumable": int(record.resumable),
         "owner_pid": owner_pid,
+        "test_episodes_digest": record.test_episodes_digest,
+        "torch_threads": record.torch_threads,
+        "code_version": record.code_version,
+        "preset_overrides_json": None
+        if record.preset_overrides is None
+        else json.dumps(dict(record.preset_overrides), sort_keys=True),
     }
 
 
@@ -271,4 +342,12 @@ def _row_to_record(row: dict[str, Any], accuracies: tuple[float, ...]) -> RunRec
         episode_accuracies=accuracies,
         error=row["error"],
         resumable=bool(row["resumable"]),
+        test_episodes_digest=row["test_episodes_digest"],
+        torch_threads=row["torch_threads"],
+        code_version=row["code_version"],
+        preset_overrides=_json_or_none(row["preset_overrides_json"]),
     )
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)

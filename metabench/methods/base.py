@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -114,18 +115,26 @@ def _parse_value(key: str, raw: str, annotation: Any, config_class: type) -> Any
     type_name = (
         annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
     )
+    if type_name == "str":
+        return raw
+    if type_name not in ("bool", "int", "float"):
+        raise ValueError(f"--set {key}: fields of type {type_name} cannot be set from the command line")
     try:
         if type_name == "bool":
             lowered = raw.lower()
             if lowered not in {"true", "false", "1", "0", "yes", "no"}:
                 raise ValueError
             return lowered in {"true", "1", "yes"}
-        if type_name == "int":
-            return int(raw)
-        if type_name == "float":
-            return float(raw)
-        if type_name == "str":
-            return raw
+        value: Any = int(raw) if type_name == "int" else float(raw)
     except ValueError:
         raise ValueError(f"--set {key}={raw!r}: expected a value of type {type_name}") from None
-    raise ValueError(f"--set {key}: fields of type {type_name} cannot be set from the command line")
+    # 'inf' and 'nan' parse as floats, and ints have no size limit; no setting means either, and torch
+    # and SQLite stop at 64 bits.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"--set {key}={raw!r}: expected a finite float")
+    if isinstance(value, int) and abs(value) >= _INT_LIMIT:
+        raise ValueError(f"--set {key}={raw!r}: expected a whole number below {_INT_LIMIT:,}")
+    return value
+
+
+_INT_LIMIT = 2**31

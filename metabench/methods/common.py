@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from metabench.config import MAX_SAMPLES_PER_CLASS, EpisodeSpec
 
 
 def require_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -12,10 +16,35 @@ def require_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def require_positive(**values: float) -> None:
-    """ValueError for the first config value that is not > 0."""
+    """ValueError for the first config value that is not a finite number > 0."""
     for key, value in values.items():
         if not value > 0:
             raise ValueError(f"{key} must be positive; got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{key} must be finite; got {value!r}")
+
+
+def training_episode(
+    ways: int, shots: int, queries: int, num_classes: int, keys: tuple[str, str, str]
+) -> EpisodeSpec:
+    """The meta-training task shape, checked against the training split before any run exists.
+
+    `keys` names the config fields that set ways, shots and queries (a field the test episode fixes
+    is named as such), so the message says which --set to change. More ways than classes is refused,
+    not quietly lowered: the record would claim a task shape that never ran.
+    """
+    ways_key, shots_key, queries_key = keys
+    if ways > num_classes:
+        raise ValueError(
+            f"{ways_key} = {ways} exceeds the {num_classes} training classes of this protocol; "
+            f"lower it with --set {ways_key}=N"
+        )
+    if shots + queries > MAX_SAMPLES_PER_CLASS:
+        raise ValueError(
+            f"{shots_key} + {queries_key} = {shots + queries} but every class has only "
+            f"{MAX_SAMPLES_PER_CLASS} drawings; lower {queries_key} with --set {queries_key}=N"
+        )
+    return EpisodeSpec(ways, shots, queries)
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

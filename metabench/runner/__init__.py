@@ -9,9 +9,11 @@ Bad input (unknown method, preset, protocol or --set key, a wrong type, impossib
 asked for but absent, missing data) raises MetabenchError before any run row exists, after a
 `failed` event with run_id null. Once the run exists it always ends with one terminal event and a
 RunRecord (metabench.leaderboard.records) whose status is finished, failed or interrupted;
-finished runs are also written to <results_dir>/runs/<run_id>.json. Ctrl-C or SIGTERM stop it
+finished runs are stored in the database, then written to <results_dir>/runs/<run_id>.json (when that
+copy cannot be written the run still finishes, with a warning). Ctrl-C, SIGTERM or SIGHUP stop it
 between two steps, save a checkpoint and record it as interrupted; run(None, sink, resume=RUN_ID)
-continues it to the same final metrics as an uninterrupted run (on the same device).
+continues it to the same final metrics as an uninterrupted run (on the same device); the run is
+claimed atomically first, so a second resume of it is refused.
 
 Events (`--events jsonl`)
 -------------------------
@@ -25,7 +27,8 @@ they do not apply); accuracies are fractions in [0, 1]; "step" always counts met
                    eta_s; at most ~10 a second, always for the first and the last step
     validation   accuracy on the fixed validation episodes, + episodes; a checkpoint was just saved
     testing      + episodes_done, episodes; accuracy is the running mean over the tested episodes
-    finished     accuracy, + ci95, episodes, transductive, train_time_s, wall_time_s, tasks_per_s
+    finished     accuracy, + ci95, episodes, transductive, train_time_s, wall_time_s, tasks_per_s,
+                   record_file (null with a one-line "warning" when the JSON copy failed)
     failed       + error (one line); run_id is null when the input was refused before the run existed
     interrupted  + checkpoint_step, resumable; resume with `metabench run --resume RUN_ID`
 
@@ -38,7 +41,7 @@ The exit code of `metabench run` is 0 when finished, 1 when failed, 130 when int
 
 Record (<results>/runs/<run_id>.json, `metabench runs show --json`; RunRecord.to_dict/from_dict)
 -----------------------------------------------------------------------------------------------
-    {"format": 1, "run_id": "...", "status": "finished|failed|interrupted|running",
+    {"format": 2, "run_id": "...", "status": "finished|failed|interrupted|running",
      "method": "protonet", "family": "B", "protocol": "vinyals",
      "episode": {"ways": 5, "shots": 1, "queries": 15}, "preset": "quick", "meta_steps": 600,
      "eval_episodes": 1000, "seed": 0,
@@ -50,6 +53,9 @@ Record (<results>/runs/<run_id>.json, `metabench runs show --json`; RunRecord.to
      "eval_time_s", "tasks_per_s" (null when the method samples no episodes), "peak_rss_mb",
      "peak_cuda_mb" (null on the CPU), "accuracy", "ci95" (fractions; 1.96 * std / sqrt(n)),
      "error" (one line, failed runs), "resumable",
+     "test_episodes_digest": "16 hex: which classes and drawings the test episodes were",
+     "torch_threads": 2, "code_version": "git:<commit>[-dirty] | src:<digest of the package>",
+     "preset_overrides": {"meta_steps": 6000, "<--set key>": "<value>"} ({} when the preset was used),
      "curve": [{"step", "loss", "train_accuracy", "val_accuracy"}],
      "episode_accuracies": [one per test episode, in the order of the fixed evaluation set]}
 """

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
+import sqlite3
 import time
 import traceback
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
@@ -16,13 +15,14 @@ import torch
 
 from metabench import paths
 from metabench.config import RunSpec
-from metabench.data.episodes import EVAL_SEED, evaluation_episodes
-from metabench.db import open_database
+from metabench.data.episodes import EVAL_SEED, evaluation_digest, evaluation_episodes
+from metabench.db import database_error, open_database
 from metabench.errors import MetabenchError
 from metabench.leaderboard.portable import write_record_file
 from metabench.leaderboard.records import RunRecord
 from metabench.leaderboard.stats import mean_ci95
 from metabench.leaderboard.store import ensure_schema, save_record
+from metabench.runid import is_run_id, new_run_id
 from metabench.runner import environment as env
 from metabench.runner.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from metabench.runner.events import (
@@ -35,7 +35,7 @@ from metabench.runner.events import (
     Validation,
 )
 from metabench.runner.interrupts import StopRequest, stop_on_signals
-from metabench.runner.resume import resumable_run, spec_for_resume
+from metabench.runner.resume import claim_run, release_claim, spec_for_resume
 from metabench.runner.setup import Prepared, prepare
 from metabench.runner.training import CountingSampler, ProgressMeter, TrainingState, curve_interval
 
@@ -45,6 +45,10 @@ VALIDATION_SEED = EVAL_SEED + 1  # validation episodes come from the val split w
 
 class NonFiniteLoss(Exception):
     """The training loss became NaN or infinite."""
+
+
+class StoreUnavailable(MetabenchError):
+    """The database refused a record; the message says where the result went instead."""
 
 
 def run(
@@ -71,16 +75,25 @@ def run(
         (results / "runs").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         error = MetabenchError(f"cannot write results to {results_dir}: {exc.strerror}; pass --results DIR")
-        sink.emit(Failed(run_id=resume, error=str(error)))
+        sink.emit(Failed(run_id=_known(resume), error=str(error)))
         raise error from None
     except MetabenchError as exc:
-        sink.emit(Failed(run_id=resume, error=str(exc)))
+        sink.emit(Failed(run_id=_known(resume), error=str(exc)))
         raise
     try:
         session = _open_session(db, spec, sink, resume, data_dir, device, results)
         return session.execute()
+    except sqlite3.Error as exc:  # before the session could record anything
+        error = database_error(exc, paths.database_path(db_path))
+        sink.emit(Failed(run_id=_known(resume), error=str(error)))
+        raise error from None
     finally:
         db.conn.close()
+
+
+def _known(resume: str | None) -> str | None:
+    """The --resume id for a `failed` event only when it is a run id: readers use it as one."""
+    return resume if is_run_id(resume) else None
 
 
 def _open_session(
@@ -92,15 +105,17 @@ def _open_session(
     device: str | None,
     results: Path,
 ) -> _Session:
+    previous = None
     try:
-        previous = resumable_run(db, resume) if resume else None
+        # Claimed atomically: a second --resume of the same run is refused here, not after training.
+        previous = claim_run(db, resume) if resume is not None else None
         if previous is not None:
             spec = spec_for_resume(previous, spec, device)
         elif spec is None:
             raise MetabenchError("nothing to run: give a method, or --resume RUN_ID")
         elif device is not None:
             spec = replace(spec, device=device)
-        prepared = prepare(spec, data_dir)
+        prepared = prepare(spec, data_dir, previous.preset_overrides if previous is not None else None)
         checkpoint = None
         if previous is not None:
             if previous.data_digest != prepared.data.data_digest:
@@ -109,16 +124,13 @@ def _open_session(
                     f"now {prepared.data.data_digest}); start a new run"
                 )
             checkpoint = load_checkpoint(checkpoint_path(previous.run_id))
-    except MetabenchError as exc:
-        sink.emit(Failed(run_id=resume, error=str(exc)))
+    except BaseException as exc:
+        if previous is not None:
+            release_claim(db, previous)  # refused before it ran: the run stays as it was
+        if isinstance(exc, MetabenchError):
+            sink.emit(Failed(run_id=_known(resume), error=str(exc)))
         raise
     return _Session(db, prepared, sink, results, previous, checkpoint)
-
-
-def new_run_id(spec: RunSpec) -> str:
-    """Readable and unique: method, protocol, setting, UTC time and a random suffix."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{spec.method}-{spec.protocol}-{spec.episode.label}-{stamp}-{secrets.token_hex(2)}"
 
 
 class _Session:
@@ -134,13 +146,19 @@ class _Session:
         checkpoint: dict | None,
     ) -> None:
         self.db = db
+        self.db_path = db.execute("PRAGMA database_list").fetchone()[2]  # the main database's file
         self.p = prepared
         self.spec = prepared.spec
         self.method = prepared.method
         self.sink = sink
         self.results = results
         self.resumed = previous is not None
-        self.run_id = previous.run_id if previous else new_run_id(self.spec)
+        self.run_id = (
+            previous.run_id
+            if previous
+            else new_run_id(self.spec.method, self.spec.protocol, self.spec.episode.label)
+        )
+        self.test_episodes_digest = previous.test_episodes_digest if previous else ""
         self.created_at = previous.created_at if previous else env.utc_now()
         self.previous_wall_s = previous.wall_time_s if previous else 0.0
         self.total = self.spec.meta_steps or 0
@@ -176,6 +194,14 @@ class _Session:
                     f"out of GPU memory at step {self.state.step}; "
                     "lower the meta-batch with --set or use --device cpu"
                 )
+            except StoreUnavailable as exc:
+                # The database cannot take even a failed record: say so and stop.
+                self.sink.emit(Failed(self.run_id, str(exc), self.state.step, self.total))
+                raise
+            except sqlite3.Error as exc:
+                error = database_error(exc, self.db_path)
+                self.sink.emit(Failed(self.run_id, str(error), self.state.step, self.total))
+                raise error from None
             except MetabenchError as exc:
                 return self._failed(str(exc))
             except Exception as exc:
@@ -280,6 +306,9 @@ class _Session:
         self.sink.emit(Testing(self.run_id, self.state.step, self.total, 0, episodes, None))
         accuracies: list[float] = []
         began = last_event = time.perf_counter()
+        self.test_episodes_digest = evaluation_digest(
+            self.p.data.test, self.spec.episode, episodes, EVAL_SEED
+        )
         for batch in evaluation_episodes(
             self.p.data.test, self.spec.episode, episodes, EVAL_BATCH_SIZE, seed=EVAL_SEED
         ):
@@ -306,9 +335,30 @@ class _Session:
     def _finish(self, accuracies: list[float]) -> RunRecord:
         accuracy, ci95 = mean_ci95(accuracies)
         record = self._record("finished", accuracy=accuracy, ci95=ci95, accuracies=tuple(accuracies))
-        write_record_file(record, self.results)
-        self._save(record)
+        # The database first: a results folder that cannot take the JSON copy (unwritable, disk full)
+        # must not cost the user the result of every test episode.
+        try:
+            self._save(record)
+        except sqlite3.Error as exc:
+            # and a database that cannot take it must not either: the JSON copy is then the only one.
+            error = database_error(exc, self.db_path)
+            try:
+                kept = write_record_file(record, self.results)
+            except OSError:
+                raise StoreUnavailable(f"{error}; the result of this run could not be kept") from None
+            raise StoreUnavailable(
+                f"{error}; the result is kept in {kept}: load it with `metabench runs ingest "
+                f"{kept.parent}` once the database is writable"
+            ) from None
         self.final_record = record
+        record_file, warning = None, None
+        try:
+            record_file = str(write_record_file(record, self.results))
+        except OSError as exc:
+            warning = (
+                f"the result is in the database but its JSON copy could not be written to {self.results} "
+                f"({exc.strerror or exc}); write it with: metabench runs write {self.run_id} --results DIR"
+            )
         self.sink.emit(
             Finished(
                 run_id=self.run_id,
@@ -321,6 +371,8 @@ class _Session:
                 train_time_s=record.train_time_s,
                 wall_time_s=record.wall_time_s,
                 tasks_per_s=record.tasks_per_s,
+                record_file=record_file,
+                warning=warning,
             )
         )
         return record
@@ -369,6 +421,10 @@ class _Session:
             steps_done=state.step,
             finished_at=None if status == "running" else env.utc_now(),
             versions=env.versions(),
+            code_version=env.code_version(),
+            torch_threads=torch.get_num_threads(),
+            preset_overrides=self.p.preset_overrides,
+            test_episodes_digest=self.test_episodes_digest,
             device_type=self.p.device.type,
             device_name=env.device_name(self.p.device),
             data_digest=self.p.data.data_digest,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import platform
 import resource
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +56,31 @@ def versions() -> dict[str, str | None]:
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
     }
+
+
+@functools.cache
+def code_version() -> str:
+    """The exact code that ran: 'git:<commit>' (+'-dirty' when the package differs from it), else
+    'src:<digest>' of the package's source files (an installed wheel has no repository)."""
+    package = Path(__file__).resolve().parents[1]
+    try:
+        commit = _git(package.parent, "rev-parse", "HEAD")
+        dirty = _git(package.parent, "status", "--porcelain", "--untracked-files=no", "--", package.name)
+        return f"git:{commit}" + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        digest = hashlib.sha256()
+        for path in sorted(package.rglob("*.py")):
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+        return f"src:{digest.hexdigest()[:16]}"
+
+
+def _git(folder: Path, *args: str) -> str:
+    if not (folder / ".git").exists():
+        raise FileNotFoundError(folder / ".git")
+    done = subprocess.run(
+        ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10, check=True
+    )
+    return done.stdout.strip()
 
 
 def peak_rss_mb() -> float:

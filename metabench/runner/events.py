@@ -77,6 +77,10 @@ class Finished:
     train_time_s: float
     wall_time_s: float
     tasks_per_s: float | None
+    # Where the portable JSON copy went; None with a one-line `warning` when it could not be written
+    # (the result itself is safe in the database).
+    record_file: str | None = None
+    warning: str | None = None
 
 
 @dataclass(frozen=True)

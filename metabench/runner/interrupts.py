@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM as a polite stop request, honoured between steps so checkpoints stay consistent."""
+"""Ctrl-C, SIGTERM and SIGHUP as a polite stop request, honoured between steps so checkpoints stay whole."""
 
 from __future__ import annotations
 
@@ -22,9 +22,16 @@ class StopRequest:
             raise KeyboardInterrupt(self.signal_name or "stop requested")
 
 
+# SIGHUP's default would kill the process between two writes and leave the run "running" forever.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[StopRequest]:
-    """Route SIGINT and SIGTERM (what the TUI sends to cancel) to a StopRequest while the block runs.
+    """Route SIGINT, SIGTERM (what the TUI sends to cancel) and SIGHUP (a closed terminal or SSH session)
+    to a StopRequest while the block runs.
 
     A step interrupted half-way would leave the model between two states, so the first signal only
     asks the loop to stop after the current step; a second one interrupts at once (and the run
@@ -42,7 +49,7 @@ def stop_on_signals() -> Iterator[StopRequest]:
         stop.requested = True
         stop.signal_name = signal.Signals(signum).name
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield stop
     finally:

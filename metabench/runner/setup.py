@@ -7,9 +7,10 @@ from typing import Any
 
 import torch
 
-from metabench.config import PRESETS, PROTOCOLS, RunSpec
+from metabench.config import PRESETS, PROTOCOLS, RunSpec, check_count
 from metabench.data.protocols import load_protocol
 from metabench.errors import MetabenchError
+from metabench.leaderboard.records import check_spec
 from metabench.methods.base import Method
 from metabench.methods.registry import get_method
 from metabench.runner.environment import resolve_device
@@ -29,9 +30,22 @@ class Prepared:
     device: torch.device
     validate_every: int
     validation_episodes: int
+    preset_overrides: dict[str, Any]
 
 
-def resolve_spec(spec: RunSpec) -> tuple[RunSpec, type[Method], int]:
+@dataclass(frozen=True)
+class Resolved:
+    """A spec checked without data: its budget filled in, and what of it departs from the preset."""
+
+    spec: RunSpec
+    method_class: type[Method]
+    validate_every: int
+    # Every value the user set over the preset: meta_steps and eval_episodes when they differ from it,
+    # and each --set key. Records carry it so a board can say "overridden" beside a budget.
+    preset_overrides: dict[str, Any]
+
+
+def resolve_spec(spec: RunSpec) -> Resolved:
     """Check every field that needs no data; return the spec with its budget filled in.
 
     Raises MetabenchError with a one-line message naming the bad value and the fix.
@@ -54,24 +68,40 @@ def resolve_spec(spec: RunSpec) -> tuple[RunSpec, type[Method], int]:
     preset = method_class.preset_for(spec.preset, spec.episode)
     meta_steps = preset.meta_steps if spec.meta_steps is None else spec.meta_steps
     eval_episodes = preset.eval_episodes if spec.eval_episodes is None else spec.eval_episodes
-    _check_count("--meta-steps", meta_steps, minimum=0)
-    _check_count("--eval-episodes", eval_episodes, minimum=1)
-    _check_count("--seed", spec.seed, minimum=0)
+    try:
+        check_count("--meta-steps", meta_steps, minimum=0)
+        check_count("--eval-episodes", eval_episodes, minimum=1)
+        check_count("--seed", spec.seed, minimum=0)
+    except ValueError as exc:
+        raise MetabenchError(str(exc)) from None
     if not method_class.needs_training:
         meta_steps = 0  # nothing to train: the budget is the evaluation alone
     resolved = replace(spec, meta_steps=meta_steps, eval_episodes=eval_episodes)
+    overrides: dict[str, Any] = {}
+    if method_class.needs_training and meta_steps != preset.meta_steps:
+        overrides["meta_steps"] = meta_steps
+    if eval_episodes != preset.eval_episodes:
+        overrides["eval_episodes"] = eval_episodes
+    overrides |= dict(spec.overrides)
     # A preset's validation interval fits its own budget; a budget set with --meta-steps gets the
     # default (a 4-step run validated every 1000 steps would have nothing to resume from).
     if preset.validate_every and meta_steps == preset.meta_steps:
         validate_every = preset.validate_every
     else:
         validate_every = max(1, meta_steps // CHECKPOINTS_PER_RUN)
-    return resolved, method_class, validate_every
+    return Resolved(resolved, method_class, validate_every, overrides)
 
 
-def prepare(spec: RunSpec, data_dir: str | None = None) -> Prepared:
-    """Resolve and check the spec, load the data onto the device, construct the seeded method."""
-    spec, method_class, validate_every = resolve_spec(spec)
+def prepare(
+    spec: RunSpec, data_dir: str | None = None, preset_overrides: dict[str, Any] | None = None
+) -> Prepared:
+    """Resolve and check the spec, load the data onto the device, construct the seeded method.
+
+    `preset_overrides` is given when resuming: the overrides recorded when the run began (the stored
+    spec has its budget filled in, so they cannot be told apart from the preset's values again).
+    """
+    resolved = resolve_spec(spec)
+    spec, method_class, validate_every = resolved.spec, resolved.method_class, resolved.validate_every
     try:
         config = method_class.make_config(spec.preset, dict(spec.overrides), spec.episode)
     except (ValueError, TypeError) as exc:
@@ -91,6 +121,10 @@ def prepare(spec: RunSpec, data_dir: str | None = None) -> Prepared:
             f"protocol {spec.protocol} shares {len(overlap)} characters between train and test; "
             "its split definition is wrong and no result of it would mean anything"
         )
+    try:
+        check_spec(spec)  # the last net: what no record could hold is refused before a run exists
+    except ValueError as exc:
+        raise MetabenchError(f"{exc}; change that option") from None
     # The method's initial weights come from the global generator: seed it just before.
     torch.manual_seed(spec.seed)
     try:
@@ -105,6 +139,7 @@ def prepare(spec: RunSpec, data_dir: str | None = None) -> Prepared:
         device=device,
         validate_every=validate_every,
         validation_episodes=max(1, min(VALIDATION_EPISODES, (spec.eval_episodes or 0) // 4)),
+        preset_overrides=resolved.preset_overrides if preset_overrides is None else dict(preset_overrides),
     )
 
 
@@ -126,8 +161,3 @@ def _character(class_id: str) -> str:
     """'Alphabet/character07/rot090' -> 'Alphabet/character07'."""
     head, sep, tail = class_id.rpartition("/rot")
     return head if sep and tail.isdigit() else class_id
-
-
-def _check_count(option: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise MetabenchError(f"{option} must be a whole number >= {minimum}, got {value!r}")

@@ -17,6 +17,7 @@ from metabench.methods.common import (
     require_choice,
     require_positive,
     squared_distances,
+    training_episode,
 )
 from metabench.methods.registry import register
 from metabench.models.conv4 import Conv4
@@ -105,9 +106,13 @@ class ProtoNet(Method):
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=config.lr_halve_every, gamma=0.5
         )
-        # More ways than the training split has classes is impossible; fall back to all of them.
-        ways = min(config.train_ways, num_train_classes)
-        self.train_spec = EpisodeSpec(ways, config.train_shots, config.train_queries)
+        self.train_spec = training_episode(
+            config.train_ways,
+            config.train_shots,
+            config.train_queries,
+            num_train_classes,
+            ("train_ways", "train_shots", "train_queries"),
+        )
 
     def _logits(self, episode: Episode) -> torch.Tensor:
         """Embed support and query of every task in one backbone pass; logits [B, N*Q, N].

@@ -10,7 +10,7 @@ import torch
 from metabench.config import EpisodeSpec
 from metabench.data.episode import Episode
 from metabench.methods.base import Method, Preset, StepStats
-from metabench.methods.common import require_choice, require_positive
+from metabench.methods.common import require_choice, require_positive, training_episode
 from metabench.methods.init.inner_loop import InnerLoop, Strategy, loop_query, vectorized_query
 from metabench.methods.registry import register
 from metabench.models.conv4 import Conv4, Conv4Classifier, init_weights
@@ -137,7 +137,13 @@ class Maml(Method):
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.meta_lr)
         self.train_inner = InnerLoop(config.inner_steps, config.inner_lr, self.first_order)
         self.test_inner = InnerLoop(config.test_inner_steps, config.inner_lr, first_order=True)
-        self.train_spec = EpisodeSpec(episode.ways, episode.shots, config.train_queries)
+        self.train_spec = training_episode(
+            episode.ways,
+            episode.shots,
+            config.train_queries,
+            num_train_classes,
+            ("--ways", "--shots", "train_queries"),
+        )
 
     def meta_train_step(self, sampler: EpisodeSampler, generator: torch.Generator) -> StepStats:
         batch = sampler.sample(self.config.meta_batch, self.train_spec, generator).to(self.device)

@@ -73,7 +73,7 @@ _CELLS = {
     "published": lambda r: (Text(fmt.percent_ci(r.published, r.published_ci), justify="right"), r.published),
     "difference": _difference,
     "significance": _significance,
-    "budget": lambda r: (Text(f"{r.preset} {r.meta_steps}"), r.meta_steps),
+    "budget": lambda r: (Text(r.budget), r.meta_steps),
     "device": lambda r: (Text(r.device), r.device),
     "time": lambda r: (Text(fmt.duration(r.train_time_s), justify="right"), r.train_time_s),
     "transductive": lambda r: (
