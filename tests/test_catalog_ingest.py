@@ -165,7 +165,7 @@ def test_validation_happens_before_any_write_even_on_a_new_database(
     db: sqlite_utils.Database, source: Path
 ) -> None:
     replace_in(source / "cells.csv", "Parsing,A,,guo2019coupling", "Parsing,Z,,guo2019coupling")
-    with pytest.raises(catalog.CatalogValidationError):
+    with pytest.raises(catalog.CatalogValidationError, match="unknown family 'Z'"):
         catalog.ingest(db, source)
     assert "catalog_papers" not in db.table_names()
 

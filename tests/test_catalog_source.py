@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -160,12 +161,10 @@ def test_broken_file_names_file_line_and_problem_and_changes_nothing(
 ) -> None:
     file_name, line, problem = breakage(source)
     before = dump(db)
-    with pytest.raises(catalog.CatalogValidationError) as caught:
+    where = re.escape(f"{source / file_name}:{line}: ")
+    with pytest.raises(catalog.CatalogValidationError, match=f"^{where}.*{re.escape(problem)}") as caught:
         catalog.ingest(db, source)
-    message = str(caught.value)
-    assert "\n" not in message
-    assert message.startswith(f"{source / file_name}:{line}: "), message
-    assert problem in message
+    assert "\n" not in str(caught.value)
     assert len(caught.value.problems) == 1, caught.value.problems
     assert dump(db) == before
 
@@ -173,15 +172,14 @@ def test_broken_file_names_file_line_and_problem_and_changes_nothing(
 def test_every_problem_is_collected_and_counted(source: Path) -> None:
     _unknown_family(source)
     _bad_year(source)
-    with pytest.raises(catalog.CatalogValidationError) as caught:
+    with pytest.raises(catalog.CatalogValidationError, match=r"\(and 1 more problem\)$") as caught:
         load_source(source)
     assert len(caught.value.problems) == 2
-    assert str(caught.value).endswith("(and 1 more problem)")
 
 
 def test_unreadable_papers_file_does_not_flood_cells_with_false_references(source: Path) -> None:
     _missing_column(source)
-    with pytest.raises(catalog.CatalogValidationError) as caught:
+    with pytest.raises(catalog.CatalogValidationError, match="missing column 'venue'") as caught:
         load_source(source)
     assert caught.value.problems == (caught.value.problems[0],)
 
@@ -192,9 +190,10 @@ def test_quoted_multiline_field_keeps_line_numbers_of_later_records(source: Path
     edit_line(path, note_line, lambda text: text.rstrip("\n") + '"a note\nover two lines"\n')
     broken = line_of(path, "antoniou2019train,")
     edit_line(path, broken, lambda text: text.replace(",2019,1810.09502", ",1850,1810.09502"))
-    with pytest.raises(catalog.CatalogValidationError) as caught:
+    with pytest.raises(
+        catalog.CatalogValidationError, match="^" + re.escape(f"{path}:{broken}: bad year '1850'")
+    ):
         load_source(source)
-    assert str(caught.value).startswith(f"{path}:{broken}: bad year '1850'")
 
 
 def test_source_must_be_a_directory(tmp_path: Path) -> None:
@@ -206,7 +205,7 @@ def test_bad_arxiv_id_and_url_are_rejected(source: Path) -> None:
     path = source / "papers.csv"
     line = line_of(path, "finn2017model,")
     edit_line(path, line, lambda text: text.replace(",1703.03400,https://", ",arXiv:1703.03400,ftp://"))
-    with pytest.raises(catalog.CatalogValidationError) as caught:
+    with pytest.raises(catalog.CatalogValidationError, match=re.escape(f"{path}:{line}: ")) as caught:
         load_source(source)
     problems = caught.value.problems
     assert any("bad arXiv id 'arXiv:1703.03400'" in problem for problem in problems)

@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -141,11 +141,7 @@ def set_key(key: str, value: object) -> Callable[[dict], None]:
     return lambda data: data.__setitem__(key, value)
 
 
-def deep_nesting(data: dict) -> None:
-    nested: object = 1
-    for _ in range(100_000):
-        nested = [nested]
-    data["versions"] = nested
+DEEP = '{"format": 2, "versions": ' + "[" * 100_000 + "]" * 100_000 + "}"  # json.loads: RecursionError
 
 
 def outside_folder(world: World) -> list[str]:
@@ -190,6 +186,22 @@ def directory(world: World) -> list[str]:
     return [str(target)]
 
 
+def flipped_zip(world: World) -> list[str]:
+    """A verified install in the home's data folder, and a copy of it with one byte flipped mid-member."""
+    installed, incoming = world.home / "data" / "omniglot", world.home / "incoming"
+    installed.mkdir(parents=True)
+    incoming.mkdir()
+    real = Path(os.environ["METABENCH_DATA"])  # the real Omniglot, as conftest set it
+    for name in ("images_background.zip", "images_evaluation.zip", "all_runs.zip"):
+        shutil.copyfile(real / name, installed / name)
+        shutil.copyfile(real / name, incoming / name)
+    damaged = incoming / "images_background.zip"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    return [str(incoming), "--data", str(installed)]
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -197,7 +209,7 @@ class Case:
     message: str  # a part of the one-line error
     setup: Callable[[World], list[str]] | None = None  # its result is appended to args
     exit_code: int = 1
-    unchanged: tuple[str, ...] = field(default=())  # paths outside the home that must survive
+    prefix: str = "error: "  # ingest names each refused file in a warning and loads the others
 
 
 BIG = str(2**63)
@@ -239,6 +251,25 @@ CASES = [
     Case("runs list limit 0", ["runs", "list", "--limit", "0"], "--limit", exit_code=2),
     Case("export onto a FIFO", ["export", "--out"], "not a regular file", setup=fifo),
     Case("export onto a folder", ["export", "--out"], "not a regular file", setup=directory),
+    # --- records ingested from elsewhere: refused, named with the reason, nothing stored ---
+    *(
+        Case(f"ingest {name}", ["runs", "ingest"], message, setup=setup, prefix="warning: skipping ")
+        for name, setup, message in [
+            ("accuracy 500%", ingest_folder(set_key("accuracy", 5.0)), "'accuracy' must be a fraction"),
+            ("summary not its episodes", ingest_folder(set_key("accuracy", 0.99)), "is not the mean of"),
+            ("forged ci", ingest_folder(set_key("ci95", 0.001)), "is not the interval of its episodes"),
+            ("3 episodes of 8", ingest_folder(set_key("episode_accuracies", [1.0, 1.0, 1.0])), "holds 3"),
+            ("eval_episodes lots", ingest_folder(set_key("eval_episodes", "lots")), "'eval_episodes'"),
+            ("status 7", ingest_folder(set_key("status", 7)), "'status'"),
+            ("deep nesting", ingest_folder(text=DEEP), "hostile.json"),
+            ("seed 2^63", ingest_folder(set_key("seed", 2**63)), "'seed'"),
+            ("id a path", ingest_folder(set_key("run_id", "/home/someone/thesis")), "is not a run id"),
+            ("id empty", ingest_folder(set_key("run_id", "")), "'' is not a run id"),
+            ("not JSON", ingest_folder(text='{"format": 2,'), "not JSON"),
+        ]
+    ),
+    # --- files metabench did not write ---
+    Case("flipped zip over an install", ["data", "import"], "is corrupt", setup=flipped_zip),
     Case(
         "catalog csv onto a FIFO",
         ["catalog", "export", "--format", "csv", "--out"],
@@ -258,7 +289,7 @@ def test_hostile_command_is_refused_in_one_line_and_changes_nothing(
     code, _out, err = invoke(args, capsys)
     assert code == case.exit_code, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert len(lines) == 1 and lines[0].startswith(case.prefix), err
     assert case.message in lines[0], lines[0]
     assert "Traceback" not in err
     assert state(world.home) == before

@@ -66,4 +66,6 @@ def test_init_weights_is_xavier_with_zero_biases() -> None:
     conv = net.features.blocks[0].conv
     assert torch.count_nonzero(conv.bias) == 0 and torch.count_nonzero(net.head.bias) == 0
     bound = (6 / (9 * 1 + 9 * 64)) ** 0.5  # xavier-uniform for a 3x3 conv from 1 to 64 channels
-    assert conv.weight.abs().max() <= bound
+    # Within the bound, and reaching it: 576 uniform draws come within 10% of it (a zero or tiny init
+    # would not); PyTorch's default (kaiming, bound 1/3 here) exceeds it.
+    assert 0.9 * bound < conv.weight.abs().max() <= bound
