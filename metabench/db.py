@@ -6,6 +6,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metabench import paths
@@ -60,6 +61,11 @@ def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def database_file(db: sqlite_utils.Database) -> Path:
+    """The file an open database reads and writes (what error messages should name)."""
+    return Path(db.execute("PRAGMA database_list").fetchone()[2])
 
 
 def database_error(exc: sqlite3.Error, path: str | os.PathLike[str] | None = None) -> MetabenchError:

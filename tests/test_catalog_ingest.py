@@ -174,7 +174,7 @@ def test_read_only_database_gives_a_clean_error(tmp_path: Path) -> None:
     path = tmp_path / "ro.db"
     catalog.ensure_catalog(open_database(path))
     read_only = sqlite_utils.Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
-    with pytest.raises(MetabenchError, match="readonly database.*the database is unchanged"):
+    with pytest.raises(MetabenchError, match="ro.db is read-only: check its permissions.*is unchanged"):
         catalog.ingest(read_only, bundled_source_dir())
     # A catalog already loaded needs no write, so it stays usable read-only.
     catalog.ensure_catalog(read_only)

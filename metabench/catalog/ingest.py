@@ -13,6 +13,7 @@ import sqlite_utils
 from metabench.catalog.model import IngestReport
 from metabench.catalog.schema import migrate_catalog
 from metabench.catalog.source import CatalogSource, bundled_source_dir, load_source, source_digest
+from metabench.db import database_error, database_file
 from metabench.errors import MetabenchError
 
 BUNDLED = "bundled"
@@ -71,8 +72,9 @@ def ingest(db: sqlite_utils.Database, source_dir: Path | None = None) -> IngestR
         with _transaction(db.conn):
             _sync_all(db.conn, source, label, tally)
     except sqlite3.Error as exc:
+        reason = database_error(exc, database_file(db))
         raise MetabenchError(
-            f"could not write the catalog from {source.directory} ({exc}); the database is unchanged"
+            f"could not write the catalog from {source.directory} ({reason}); the database is unchanged"
         ) from exc
     return IngestReport(
         source=source.directory,

@@ -123,5 +123,5 @@ def migrate_catalog(db: sqlite_utils.Database) -> None:
         if database.schema_version(db, NAMESPACE) >= len(MIGRATIONS):
             return
         raise MetabenchError(
-            f"cannot create the catalog tables ({exc}); check the database file or pass --db PATH"
+            f"cannot create the catalog tables: {database.database_error(exc, database.database_file(db))}"
         ) from exc

@@ -16,7 +16,7 @@ import torch
 from metabench import paths
 from metabench.config import RunSpec
 from metabench.data.episodes import EVAL_SEED, evaluation_digest, evaluation_episodes
-from metabench.db import database_error, open_database
+from metabench.db import database_error, database_file, open_database
 from metabench.errors import MetabenchError
 from metabench.leaderboard.portable import write_record_file
 from metabench.leaderboard.records import RunRecord
@@ -146,7 +146,7 @@ class _Session:
         checkpoint: dict | None,
     ) -> None:
         self.db = db
-        self.db_path = db.execute("PRAGMA database_list").fetchone()[2]  # the main database's file
+        self.db_path = database_file(db)
         self.p = prepared
         self.spec = prepared.spec
         self.method = prepared.method
