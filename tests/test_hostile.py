@@ -249,6 +249,8 @@ CASES = [
     Case("leaderboard ways 2^63", ["leaderboard", "--ways", BIG], "--ways"),
     Case("bench seconds inf", ["bench", "sampler", "--seconds", "inf"], "--seconds", exit_code=2),
     Case("runs list limit 0", ["runs", "list", "--limit", "0"], "--limit", exit_code=2),
+    Case("catalog limit 2^63", ["catalog", "search", "speech", "--limit", BIG], "--limit", exit_code=2),
+    Case("catalog list year 10^20", ["catalog", "list", "--year", str(10**20)], "--year", exit_code=2),
     Case("export onto a FIFO", ["export", "--out"], "not a regular file", setup=fifo),
     Case("export onto a folder", ["export", "--out"], "not a regular file", setup=directory),
     # --- records ingested from elsewhere: refused, named with the reason, nothing stored ---

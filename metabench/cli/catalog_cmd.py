@@ -108,7 +108,9 @@ def list_command(
         None, "--application", "-a", help="Only this application (a row of the table, any case)."
     ),
     family: str | None = typer.Option(None, "--family", "-f", help="Only this family: A, B or C."),
-    year: int | None = typer.Option(None, "--year", "-y", help="Only papers published in this year."),
+    year: int | None = typer.Option(
+        None, "--year", "-y", min=1, max=9999, help="Only papers published in this year."
+    ),
     venue: str | None = typer.Option(None, "--venue", help="Only papers whose venue contains this text."),
     db: Path | None = DbOption,
     as_json: bool = JsonOption,
@@ -131,7 +133,9 @@ def list_command(
 @one_line_errors
 def search_command(
     query: str = typer.Argument(..., help="Words to find in titles, authors, venues, applications, notes."),
-    limit: int = typer.Option(50, "--limit", "-n", min=1, help="Show at most this many papers."),
+    limit: int = typer.Option(
+        50, "--limit", "-n", min=1, max=1_000_000, help="Show at most this many papers."
+    ),
     db: Path | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:

@@ -53,7 +53,9 @@ def download_command(
     dest: Path | None = typer.Option(
         None, "--dest", help="Folder to download into (default: the data folder)."
     ),
-    retries: int = typer.Option(4, "--retries", min=0, help="Attempts after a dropped connection (resumed)."),
+    retries: int = typer.Option(
+        4, "--retries", min=0, max=100, help="Attempts after a dropped connection (resumed)."
+    ),
     json_output: bool = JsonOption,
 ) -> None:
     """Fetch the official zips (images_background, images_evaluation, all_runs), check, cache them."""

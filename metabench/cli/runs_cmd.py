@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
 @one_line_errors
 def runs_list(
     status: str | None = typer.Option(None, "--status", help="Only runs with this status."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many runs."),
+    limit: int | None = typer.Option(None, "--limit", min=1, max=1_000_000, help="At most this many runs."),
     json_output: bool = JsonOption,
     db: str | None = DbOption,
 ) -> None:
