@@ -13,6 +13,7 @@ PRESETS = ("smoke", "quick", "paper")
 PROTOCOLS = ("vinyals", "lake", "lake-within", "lake-runs")
 DEVICES = ("auto", "cpu", "cuda")
 MAX_SAMPLES_PER_CLASS = 20  # Omniglot has 20 drawings of every character
+METHOD_PLUGIN_GROUP = "metabench.methods"  # the entry-point group through which packages add methods
 # Upper bounds of the counts a run takes, so no value reaches torch or SQLite (64-bit integers) unchecked.
 # A billion steps or a million test episodes is far past any real budget; a seed fills a 63-bit column.
 LIMITS = {"--meta-steps": 10**9, "--eval-episodes": 10**6, "--seed": 2**63 - 1}

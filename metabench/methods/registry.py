@@ -13,9 +13,8 @@ import importlib.metadata
 import inspect
 import sys
 
+from metabench.config import METHOD_PLUGIN_GROUP
 from metabench.methods.base import Method
-
-ENTRY_POINT_GROUP = "metabench.methods"
 
 _REGISTRY: dict[str, type[Method]] = {}
 _loaded = False
@@ -37,7 +36,7 @@ def _load_methods() -> None:
     import metabench.methods.builtin  # noqa: F401
 
     _loaded = True
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for entry in importlib.metadata.entry_points(group=METHOD_PLUGIN_GROUP):
         try:
             loaded = entry.load()
             if inspect.isclass(loaded) and issubclass(loaded, Method) and loaded not in _REGISTRY.values():

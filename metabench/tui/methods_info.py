@@ -8,6 +8,7 @@ every later start instant.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from metabench import __version__, paths
-from metabench.config import PRESETS
+from metabench.config import METHOD_PLUGIN_GROUP, PRESETS
 from metabench.errors import MetabenchError
 from metabench.tui.run_process import meaningful_line
 
@@ -36,11 +37,14 @@ class MethodInfo:
 
 
 def source_stamp() -> str:
-    """A digest of the code that defines the methods: the cache is valid while it matches."""
+    """A digest of the code that defines the methods, the plugins' entry points included (a package
+    installed or removed changes the list): the cache is valid while it matches."""
     digest = hashlib.sha256(__version__.encode())
     for path in sorted((paths.PACKAGE_DIR / "methods").rglob("*.py")):
         stat = path.stat()
         digest.update(f"{path.relative_to(paths.PACKAGE_DIR)}:{stat.st_mtime_ns}:{stat.st_size}".encode())
+    for entry in sorted(importlib.metadata.entry_points(group=METHOD_PLUGIN_GROUP), key=lambda e: e.name):
+        digest.update(f"{entry.name}={entry.value}:{entry.dist.version if entry.dist else ''}".encode())
     return digest.hexdigest()[:16]
 
 
