@@ -213,6 +213,7 @@ def methods_command(json_output: bool = JsonOption) -> None:
             "family_name": FAMILY_NAMES[m.family],
             "paper": m.paper,
             "needs_training": m.needs_training,
+            # The class's default, read without building a model; a run records its configured instance's.
             "transductive": m.transductive,
             "presets": budgets(m, 5),
             # A method whose cost grows steeply with the ways has its own budget for 20 and more.

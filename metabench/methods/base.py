@@ -1,4 +1,4 @@
-"""The contract every benchmark method fulfils: identity, typed config, presets, train and evaluate."""
+"""The contract every benchmark method fulfils: identity, typed config, presets, train and predict."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class StepStats:
 
 
 class Method(abc.ABC):
-    """A few-shot learner. Subclasses set the class attributes and implement the three methods.
+    """A few-shot learner. Subclasses set the class attributes and implement the abstract methods.
 
     A method receives whole batches of tasks so it can vectorize over the task dimension.
     """
@@ -56,8 +56,11 @@ class Method(abc.ABC):
     config_class: ClassVar[type]  # a dataclass whose defaults are the paper's hyperparameters
     presets: ClassVar[dict[str, Preset]]
     needs_training: ClassVar[bool] = True
-    # True when evaluation uses statistics of the test batch (e.g. BatchNorm in training mode).
-    transductive: ClassVar[bool] = False
+    # True when a query's prediction depends on the other queries of its task (e.g. BatchNorm normalizing
+    # with test-batch statistics). The runner records the configured instance's value; the class value
+    # is its default, which `metabench methods` lists without building a model. A method whose config
+    # decides it sets `self.transductive` in __init__. tests/test_method_invariants.py checks the claim.
+    transductive: bool = False
 
     def __init__(self, config: Any, episode: EpisodeSpec, device: torch.device, num_train_classes: int):
         self.config = config
@@ -70,8 +73,16 @@ class Method(abc.ABC):
         """Draw this method's training batch from `sampler` with `generator` and take one step."""
 
     @abc.abstractmethod
+    def predict(self, episode: Episode) -> torch.Tensor:
+        """Adapt to each task's support set and return the predicted label of every query, long [B, N*Q].
+
+        Leaves the method as it found it: no parameter, optimizer state or train/eval mode changes.
+        """
+
     def evaluate(self, episode: Episode) -> torch.Tensor:
-        """Adapt to each task's support set and return the query accuracy of every task, float [B]."""
+        """The query accuracy of every task, float [B]: the fraction of `predict`'s labels that are right."""
+        predicted = self.predict(episode)
+        return (predicted == episode.query_labels.to(predicted.device)).float().mean(dim=-1)
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:

@@ -223,7 +223,7 @@ class _Session:
             step=self.state.step,
             total_steps=self.total,
             eval_episodes=self.spec.eval_episodes or 0,
-            transductive=self.p.method_class.transductive,
+            transductive=self.method.transductive,
             resumed=self.resumed,
         )
 
@@ -414,7 +414,7 @@ class _Session:
             spec=self.spec,
             spec_hash=self.spec.spec_hash(),
             family=self.p.method_class.family,
-            transductive=self.p.method_class.transductive,
+            transductive=self.method.transductive,
             eval_seed=EVAL_SEED,
             eval_batch_size=EVAL_BATCH_SIZE,
             created_at=self.created_at,

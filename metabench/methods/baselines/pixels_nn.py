@@ -48,16 +48,15 @@ class PixelsNN(Method):
     }
 
     def meta_train_step(self, sampler: EpisodeSampler, generator: torch.Generator) -> StepStats:
-        raise RuntimeError("pixels-nn has nothing to train (needs_training is False); call evaluate() only")
+        raise RuntimeError("pixels-nn has nothing to train (needs_training is False); call predict() only")
 
-    def evaluate(self, episode: Episode) -> torch.Tensor:
+    def predict(self, episode: Episode) -> torch.Tensor:
         support = episode.support.flatten(2).to(self.device)
         query = episode.query.flatten(2).to(self.device)
         if self.config.metric == "cosine":
             support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
         nearest = squared_distances(query, support).argmin(dim=-1)  # [B, n_query]
-        predicted = torch.gather(episode.support_labels.to(self.device), 1, nearest)
-        return (predicted == episode.query_labels.to(self.device)).float().mean(dim=-1)
+        return torch.gather(episode.support_labels.to(self.device), 1, nearest)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

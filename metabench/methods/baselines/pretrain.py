@@ -122,7 +122,7 @@ class Pretrain(Method):
         features = self.backbone(images.flatten(0, 1)).view(*images.shape[:2], -1)
         return F.normalize(features, dim=-1) if self.config.normalize else features
 
-    def evaluate(self, episode: Episode) -> torch.Tensor:
+    def predict(self, episode: Episode) -> torch.Tensor:
         episode = episode.to(self.device)
         was_training = self.model.training
         self.model.eval()
@@ -135,8 +135,7 @@ class Pretrain(Method):
         weight, bias = fit_linear_heads(
             support, episode.support_labels, episode.ways, cfg.head_steps, cfg.head_lr, cfg.head_weight_decay
         )
-        logits = query @ weight.transpose(1, 2) + bias.unsqueeze(1)
-        return accuracy(logits, episode.query_labels)
+        return (query @ weight.transpose(1, 2) + bias.unsqueeze(1)).argmax(dim=-1)
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}

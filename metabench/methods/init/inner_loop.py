@@ -50,8 +50,11 @@ def support_loss(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Ten
     return F.cross_entropy(logits, y, reduction="sum") / shots
 
 
-def _adapt(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, inner: InnerLoop) -> Params:
-    """`inner.steps` plain gradient steps on one task's support loss (traced by torch.func)."""
+def adapt_task(
+    model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, inner: InnerLoop
+) -> Params:
+    """One task's adapted parameters: `inner.steps` plain gradient steps on its support loss, written for
+    torch.func (vmap it over tasks; outer autograd differentiates through it unless first order)."""
     for _ in range(inner.steps):
         grads = grad(partial(support_loss, model))(params, x, y)
         if inner.first_order:
@@ -70,7 +73,7 @@ def _task_query(
     query_labels: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adapt to one task's support set; return its query loss and query accuracy."""
-    adapted = _adapt(model, params, support, support_labels, inner)
+    adapted = adapt_task(model, params, support, support_labels, inner)
     logits = functional_call(model, adapted, (query,))
     loss = F.cross_entropy(logits, query_labels)
     accuracy = (logits.argmax(dim=-1) == query_labels).float().mean()
@@ -85,9 +88,11 @@ def vectorized_query(
     return per_task(params, episode.support, episode.support_labels, episode.query, episode.query_labels)
 
 
-def _loop_adapt(
+def adapt_task_autograd(
     model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, inner: InnerLoop, train: bool
-):
+) -> Params:
+    """`adapt_task` with plain autograd, one task at a time; `train` keeps the graph of the inner
+    gradients (second order) so the outer loss can flow back through them."""
     for _ in range(inner.steps):
         with torch.enable_grad():
             loss = support_loss(model, params, x, y)
@@ -103,29 +108,22 @@ def loop_query(
     params: Params,
     episode: Episode,
     inner: InnerLoop,
-    backward: Callable[[torch.Tensor], None] | None = None,
+    backward: Callable[[torch.Tensor], None],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The per-task reference: returns the same [B] losses and accuracies as `vectorized_query`.
+    """The per-task reference of a training step: the same [B] losses and accuracies as `vectorized_query`.
 
-    With `backward`, each task's query loss is handed to it right away (as learn2learn's examples
-    call `.backward()` per task), so only one task's graph is alive at a time; the returned losses
-    are then detached. Without it, nothing is differentiated beyond the inner steps.
+    Each task's query loss is handed to `backward` right away (as learn2learn's examples call
+    `.backward()` per task), so only one task's graph is alive at a time; the returned losses are
+    detached.
     """
     losses, accuracies = [], []
     for t in range(episode.batch_size):
-        if backward is None:
-            # Evaluation: the adapted parameters need the inner gradients but no graph back to `params`.
-            start = {name: p.detach().requires_grad_() for name, p in params.items()}
-        else:
-            start = params
-        adapted = _loop_adapt(
-            model, start, episode.support[t], episode.support_labels[t], inner, backward is not None
+        adapted = adapt_task_autograd(
+            model, params, episode.support[t], episode.support_labels[t], inner, train=True
         )
-        with torch.set_grad_enabled(backward is not None):
-            logits = functional_call(model, adapted, (episode.query[t],))
-            loss = F.cross_entropy(logits, episode.query_labels[t])
-        if backward is not None:
-            backward(loss)
+        logits = functional_call(model, adapted, (episode.query[t],))
+        loss = F.cross_entropy(logits, episode.query_labels[t])
+        backward(loss)
         losses.append(loss.detach())
         accuracies.append((logits.argmax(dim=-1) == episode.query_labels[t]).float().mean())
     return torch.stack(losses), torch.stack(accuracies)

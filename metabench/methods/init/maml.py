@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from torch import nn
+from torch.func import functional_call, vmap
 
 from metabench.config import EpisodeSpec
 from metabench.data.episode import Episode
 from metabench.methods.base import Method, Preset, StepStats
 from metabench.methods.common import require_choice, require_positive, training_episode
-from metabench.methods.init.inner_loop import InnerLoop, Strategy, loop_query, vectorized_query
+from metabench.methods.init.inner_loop import (
+    InnerLoop,
+    Params,
+    Strategy,
+    adapt_task,
+    adapt_task_autograd,
+    loop_query,
+    vectorized_query,
+)
 from metabench.methods.registry import register
 from metabench.models.conv4 import Conv4, Conv4Classifier, init_weights
 
@@ -59,6 +70,18 @@ def resolve_strategy(strategy: str, device: torch.device) -> Strategy:
     return "loop" if strategy == "loop" else "vectorized"
 
 
+def _adapted_logits(
+    model: nn.Module,
+    inner: InnerLoop,
+    params: Params,
+    support: torch.Tensor,
+    support_labels: torch.Tensor,
+    query: torch.Tensor,
+) -> torch.Tensor:
+    """Adapt to one task's support set (traced by torch.func); its query logits [N*Q, N]."""
+    return functional_call(model, adapt_task(model, params, support, support_labels, inner), (query,))
+
+
 def budgets(first_order: bool, twenty_way: bool) -> dict[str, Preset]:
     """The smoke, quick and paper budgets of MAML or first-order MAML for 5-way or 20-way tasks.
 
@@ -104,7 +127,7 @@ class Maml(Method):
     paper: ClassVar[str] = "Finn et al., ICML 2017"
     cite_key: ClassVar[str | None] = "finn2017model"
     config_class: ClassVar[type] = MamlConfig
-    transductive: ClassVar[bool] = True
+    transductive = True
     first_order: ClassVar[bool] = False
     presets: ClassVar[dict[str, Preset]] = budgets(first_order=False, twenty_way=False)  # below 20 ways
 
@@ -160,16 +183,24 @@ class Maml(Method):
         self.optimizer.step()
         return StepStats(loss=losses.mean().item(), accuracy=accuracies.mean().item())
 
-    def evaluate(self, episode: Episode) -> torch.Tensor:
+    def predict(self, episode: Episode) -> torch.Tensor:
         # Detached copies: adaptation happens on these, the trained parameters are never touched.
         params = {name: p.detach() for name, p in self.model.named_parameters()}
         episode = episode.to(self.device)
         if self.strategy == "vectorized":
+            per_task = vmap(partial(_adapted_logits, self.model, self.test_inner), in_dims=(None, 0, 0, 0))
             with torch.no_grad():  # torch.func.grad still differentiates the inner steps
-                _, accuracies = vectorized_query(self.model, params, episode, self.test_inner)
-        else:
-            _, accuracies = loop_query(self.model, params, episode, self.test_inner)
-        return accuracies.detach()
+                logits = per_task(params, episode.support, episode.support_labels, episode.query)
+            return logits.argmax(dim=-1)
+        start = {name: p.requires_grad_() for name, p in params.items()}  # leaves of the inner gradients
+        predictions = []
+        for t in range(episode.batch_size):
+            adapted = adapt_task_autograd(
+                self.model, start, episode.support[t], episode.support_labels[t], self.test_inner, False
+            )
+            with torch.no_grad():
+                predictions.append(functional_call(self.model, adapted, (episode.query[t],)).argmax(dim=-1))
+        return torch.stack(predictions)
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
