@@ -18,6 +18,7 @@ def test_bench_methods_reports_both_implementations_as_json() -> None:
     assert [row["method"] for row in rows] == ["maml"]
     assert rows[0]["vectorized_tasks_per_s"] > 0 and rows[0]["loop_tasks_per_s"] > 0
     assert rows[0]["tasks_per_step"] == 2
+    assert rows[0]["auto"] == "vectorized"  # 5-way 1-shot tasks of 1 query per class on the CPU
 
 
 def test_bench_methods_unknown_method_is_one_line() -> None:

@@ -18,6 +18,7 @@ from metabench.data import EpisodeSampler, evaluation_episodes, load_cache, load
 from metabench.data.episode import Episode
 from metabench.methods.base import Method
 from metabench.methods.baselines.pretrain import fit_linear_heads
+from metabench.methods.init.maml import resolve_strategy
 from metabench.methods.registry import all_methods, get_method
 
 FIVE_WAY = EpisodeSpec(ways=5, shots=1, queries=15)
@@ -177,6 +178,29 @@ def test_maml_strategies_evaluate_alike(vinyals: Any) -> None:
     loop = build("maml", vinyals, overrides={"strategy": "loop"})
     batch = next(iter(evaluation_episodes(vinyals.test, SMALL, 4, batch_size=4)))
     torch.testing.assert_close(vectorized.evaluate(batch), loop.evaluate(batch))
+
+
+@pytest.mark.parametrize(
+    ("device", "task", "expected"),
+    [
+        ("cpu", EpisodeSpec(5, 1, 1), "vectorized"),  # 10 images a task: measured 2.71x the loop
+        ("cpu", EpisodeSpec(20, 1, 1), "vectorized"),  # 40: 1.45x, the largest the CPU vectorizes
+        ("cpu", EpisodeSpec(5, 5, 5), "loop"),  # 50: 0.62x
+        ("cpu", EpisodeSpec(5, 1, 15), "loop"),  # 80: 0.68x
+        ("cuda", EpisodeSpec(20, 1, 15), "vectorized"),  # a GPU always vectorizes
+    ],
+)
+def test_auto_takes_the_measured_strategy_for_the_device_and_task(device, task, expected) -> None:
+    assert resolve_strategy("auto", torch.device(device), task) == expected
+    for asked in ("vectorized", "loop"):  # a strategy asked for by name is always the one taken
+        assert resolve_strategy(asked, torch.device(device), task) == asked
+
+
+def test_auto_never_changes_how_a_test_set_is_scored(vinyals: Any) -> None:
+    many_queries = build("maml", vinyals, overrides={"strategy": "auto", "train_queries": "15"})
+    assert (many_queries.train_strategy, many_queries.test_strategy) == ("loop", "vectorized")
+    reference = build("maml", vinyals, overrides={"strategy": "loop"})
+    assert (reference.train_strategy, reference.test_strategy) == ("loop", "loop")
 
 
 # --- mechanics: determinism, resume, evaluation is read-only --------------------------------------

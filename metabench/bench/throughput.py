@@ -15,7 +15,7 @@ from metabench.methods.registry import get_method
 
 DEFAULT_METHODS = ("maml", "fomaml", "protonet")
 # The config value that selects each implementation; both exist in every benchmarked method.
-VECTORIZED, LOOP = "vectorized", "loop"
+VECTORIZED, LOOP, AUTO = "vectorized", "loop", "auto"
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class ThroughputRow:
     vectorized_tasks_per_s: float
     loop_tasks_per_s: float
     speedup: float  # vectorized / loop: how many times faster the vectorized implementation is
+    auto: str | None = None  # the implementation `strategy=auto` takes here; None where there is no auto
 
 
 def available_devices() -> list[str]:
@@ -133,6 +134,10 @@ def _measure(
             _synchronize(device)
             seconds[strategy].append((time.perf_counter() - began) / steps)
     tasks = versions[VECTORIZED].config.meta_batch
+    try:
+        auto = _build(method_class, episode, AUTO, meta_batch, device, sampler.num_classes, seed)
+    except ValueError:  # this method has no "auto"
+        auto = None
     vectorized = tasks / statistics.median(seconds[VECTORIZED])
     loop = tasks / statistics.median(seconds[LOOP])
     return ThroughputRow(
@@ -143,6 +148,7 @@ def _measure(
         vectorized_tasks_per_s=vectorized,
         loop_tasks_per_s=loop,
         speedup=vectorized / loop,
+        auto=getattr(auto, "train_strategy", None),
     )
 
 

@@ -135,8 +135,11 @@ def methods_command(
         "Vectorized tasks/s",
         "Loop tasks/s",
         "Speedup",
+        "auto takes",
     ):
-        table.add_column(heading, justify="left" if heading in ("Method", "Device", "Setting") else "right")
+        table.add_column(
+            heading, justify="left" if heading in ("Method", "Device", "Setting", "auto takes") else "right"
+        )
     for row in rows:
         table.add_row(
             row.method,
@@ -146,6 +149,7 @@ def methods_command(
             f"{row.vectorized_tasks_per_s:,.1f}",
             f"{row.loop_tasks_per_s:,.1f}",
             f"{row.speedup:.2f}x",
+            row.auto or "-",
         )
     console.print(table)
 
