@@ -17,9 +17,9 @@ from metabench.leaderboard.portable import (
 )
 from metabench.leaderboard.published import PublishedResult, find_published, load_published
 from metabench.leaderboard.ranking import Leaderboard, LeaderboardRow, Setting, build_leaderboards
+from metabench.leaderboard.record_schema import STATUSES
 from metabench.leaderboard.records import (
     RECORD_FORMAT,
-    STATUSES,
     CurvePoint,
     RunRecord,
     RunSummary,

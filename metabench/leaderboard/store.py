@@ -10,7 +10,8 @@ import sqlite_utils
 
 from metabench.config import RunSpec
 from metabench.db import migrate
-from metabench.leaderboard.records import STATUSES, CurvePoint, RunRecord, RunSummary
+from metabench.leaderboard.record_schema import STATUSES
+from metabench.leaderboard.records import CurvePoint, RunRecord, RunSummary
 from metabench.process import process_alive
 from metabench.runid import check_run_id
 

@@ -10,7 +10,7 @@ import torch
 from metabench.config import PRESETS, PROTOCOLS, RunSpec, check_count
 from metabench.data.protocols import load_protocol
 from metabench.errors import MetabenchError
-from metabench.leaderboard.records import check_spec
+from metabench.leaderboard.record_schema import check_spec
 from metabench.methods.base import Method
 from metabench.methods.registry import get_method
 from metabench.runner.environment import resolve_device
