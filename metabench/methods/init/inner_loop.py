@@ -63,6 +63,18 @@ def adapt_task(
     return params
 
 
+def adapted_logits(
+    model: nn.Module,
+    inner: InnerLoop,
+    params: Params,
+    support: torch.Tensor,
+    support_labels: torch.Tensor,
+    query: torch.Tensor,
+) -> torch.Tensor:
+    """Adapt to one task's support set (traced by torch.func); its query logits [N*Q, N]."""
+    return functional_call(model, adapt_task(model, params, support, support_labels, inner), (query,))
+
+
 def _task_query(
     model: nn.Module,
     inner: InnerLoop,
@@ -73,8 +85,7 @@ def _task_query(
     query_labels: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adapt to one task's support set; return its query loss and query accuracy."""
-    adapted = adapt_task(model, params, support, support_labels, inner)
-    logits = functional_call(model, adapted, (query,))
+    logits = adapted_logits(model, inner, params, support, support_labels, query)
     loss = F.cross_entropy(logits, query_labels)
     accuracy = (logits.argmax(dim=-1) == query_labels).float().mean()
     return loss, accuracy

@@ -7,7 +7,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from torch import nn
 from torch.func import functional_call, vmap
 
 from metabench.config import EpisodeSpec
@@ -16,10 +15,9 @@ from metabench.methods.base import Method, Preset, StepStats
 from metabench.methods.common import require_choice, require_positive, training_episode
 from metabench.methods.init.inner_loop import (
     InnerLoop,
-    Params,
     Strategy,
-    adapt_task,
     adapt_task_autograd,
+    adapted_logits,
     loop_query,
     vectorized_query,
 )
@@ -84,18 +82,6 @@ def resolve_strategy(strategy: str, device: torch.device, task: EpisodeSpec) -> 
         return "vectorized"
     images = task.ways * (task.shots + task.queries)
     return "vectorized" if images <= CPU_VECTORIZED_MAX_IMAGES else "loop"
-
-
-def _adapted_logits(
-    model: nn.Module,
-    inner: InnerLoop,
-    params: Params,
-    support: torch.Tensor,
-    support_labels: torch.Tensor,
-    query: torch.Tensor,
-) -> torch.Tensor:
-    """Adapt to one task's support set (traced by torch.func); its query logits [N*Q, N]."""
-    return functional_call(model, adapt_task(model, params, support, support_labels, inner), (query,))
 
 
 def budgets(first_order: bool, twenty_way: bool) -> dict[str, Preset]:
@@ -207,7 +193,7 @@ class Maml(Method):
         params = {name: p.detach() for name, p in self.model.named_parameters()}
         episode = episode.to(self.device)
         if self.test_strategy == "vectorized":
-            per_task = vmap(partial(_adapted_logits, self.model, self.test_inner), in_dims=(None, 0, 0, 0))
+            per_task = vmap(partial(adapted_logits, self.model, self.test_inner), in_dims=(None, 0, 0, 0))
             with torch.no_grad():  # torch.func.grad still differentiates the inner steps
                 logits = per_task(params, episode.support, episode.support_labels, episode.query)
             return logits.argmax(dim=-1)
