@@ -62,7 +62,7 @@ Record (<results>/runs/<run_id>.json, `metabench runs show --json`; RunRecord.to
 
 from __future__ import annotations
 
-from metabench.runner.core import EVAL_BATCH_SIZE, run
+from metabench.runner.core import run
 from metabench.runner.events import (
     CollectingSink,
     Event,
@@ -79,6 +79,7 @@ from metabench.runner.events import (
     Validation,
     event_to_dict,
 )
+from metabench.runner.session import EVAL_BATCH_SIZE
 
 __all__ = [
     "EVAL_BATCH_SIZE",
