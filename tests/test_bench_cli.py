@@ -21,6 +21,13 @@ def test_bench_methods_reports_both_implementations_as_json() -> None:
     assert rows[0]["auto"] == "vectorized"  # 5-way 1-shot tasks of 1 query per class on the CPU
 
 
+def test_bench_methods_says_auto_loops_over_large_tasks_on_the_cpu() -> None:
+    args = ["bench", "methods", "maml", "--rounds", "1", "--meta-batch", "2", "--train-queries", "15"]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["auto"] == "loop"  # 5 x (1 + 15) = 80 images a task
+
+
 def test_bench_methods_unknown_method_is_one_line() -> None:
     result = CliRunner().invoke(app, ["bench", "methods", "reptil", "--device", "cpu"])
     assert result.exit_code == 1

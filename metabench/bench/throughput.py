@@ -43,6 +43,7 @@ def measure_throughput(
     episode: EpisodeSpec | None = None,
     *,
     meta_batch: int | None = None,
+    train_queries: int | None = None,
     rounds: int = 3,
     steps_per_round: int = 2,
     protocol: str = "vinyals",
@@ -54,7 +55,8 @@ def measure_throughput(
     The vectorized and loop versions take turns, `rounds` times `steps_per_round` steps each after
     one warm-up step apiece, so a machine that gets busier halfway through slows both alike; the
     median round counts. `meta_batch` replaces every method's tasks per step (None: the paper's,
-    e.g. 32 for 5-way MAML and 1 for ProtoNets). Both versions draw the same training tasks from
+    e.g. 32 for 5-way MAML and 1 for ProtoNets), `train_queries` the queries per class of the
+    training tasks (None: the paper's). Both versions draw the same training tasks from
     the real training split of `protocol` and start from the same weights.
 
     Raises ValueError for an unknown method or a device that is not there.
@@ -66,13 +68,18 @@ def measure_throughput(
     if rounds < 1 or steps_per_round < 1:
         raise ValueError(f"rounds and steps_per_round must be positive; got {rounds} and {steps_per_round}")
     classes = [get_method(name) for name in methods]
+    overrides = {}
+    if meta_batch is not None:
+        overrides["meta_batch"] = str(meta_batch)
+    if train_queries is not None:  # the training task's queries per class: what decides MAML's "auto"
+        overrides["train_queries"] = str(train_queries)
     rows = []
     for device_name in devices or available_devices():
         device = _device(device_name)
         sampler = load_protocol(protocol, device, data_dir=data_dir).train
         for method_class in classes:
             rows.append(
-                _measure(method_class, sampler, device, episode, meta_batch, rounds, steps_per_round, seed)
+                _measure(method_class, sampler, device, episode, overrides, rounds, steps_per_round, seed)
             )
     return rows
 
@@ -94,15 +101,12 @@ def _build(
     method_class: type[Method],
     episode: EpisodeSpec,
     strategy: str,
-    meta_batch: int | None,
+    overrides: dict[str, str],
     device: torch.device,
     num_classes: int,
     seed: int,
 ) -> Method:
-    overrides = {"strategy": strategy}
-    if meta_batch is not None:
-        overrides["meta_batch"] = str(meta_batch)
-    config = method_class.make_config("paper", overrides, episode)
+    config = method_class.make_config("paper", {**overrides, "strategy": strategy}, episode)
     torch.manual_seed(seed)  # the same initial weights for both versions
     return method_class(config, episode, device, num_classes)
 
@@ -112,13 +116,13 @@ def _measure(
     sampler,
     device: torch.device,
     episode: EpisodeSpec,
-    meta_batch: int | None,
+    overrides: dict[str, str],
     rounds: int,
     steps: int,
     seed: int,
 ) -> ThroughputRow:
     versions = {
-        strategy: _build(method_class, episode, strategy, meta_batch, device, sampler.num_classes, seed)
+        strategy: _build(method_class, episode, strategy, overrides, device, sampler.num_classes, seed)
         for strategy in (VECTORIZED, LOOP)
     }
     generators = {strategy: torch.Generator().manual_seed(seed) for strategy in versions}
@@ -135,7 +139,7 @@ def _measure(
             seconds[strategy].append((time.perf_counter() - began) / steps)
     tasks = versions[VECTORIZED].config.meta_batch
     try:
-        auto = _build(method_class, episode, AUTO, meta_batch, device, sampler.num_classes, seed)
+        auto = _build(method_class, episode, AUTO, overrides, device, sampler.num_classes, seed)
     except ValueError:  # this method has no "auto"
         auto = None
     vectorized = tasks / statistics.median(seconds[VECTORIZED])

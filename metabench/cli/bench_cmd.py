@@ -96,6 +96,13 @@ def methods_command(
     meta_batch: int | None = typer.Option(
         None, "--meta-batch", min=1, max=4096, help="Tasks per step for every method (default: each paper's)."
     ),
+    train_queries: int | None = typer.Option(
+        None,
+        "--train-queries",
+        min=1,
+        max=19,
+        help="Queries per class of the training tasks (default: each paper's; MAML's auto depends on it).",
+    ),
     rounds: int = typer.Option(
         3, "--rounds", min=1, max=100, help="Alternating timing rounds; the median counts."
     ),
@@ -119,6 +126,7 @@ def methods_command(
             devices=[device] if device else None,
             episode=EpisodeSpec(ways, shots, 1),
             meta_batch=meta_batch,
+            train_queries=train_queries,
             rounds=rounds,
         )
     except ValueError as exc:
