@@ -21,7 +21,7 @@ from pathlib import Path
 from metabench.data.episodes import evaluation_digest
 from metabench.data.protocols import load_protocol
 from metabench.leaderboard.portable import read_record_file, write_record_file
-from metabench.methods.registry import get_method
+from metabench.methods.registry import get_card
 
 
 def main() -> int:
@@ -40,7 +40,7 @@ def main() -> int:
         if record.data_digest != data.data_digest:
             print(f"{path.name}: tested on other data ({record.data_digest}); left as it is", file=sys.stderr)
             continue
-        method = get_method(spec.method)
+        method = get_card(spec.method)
         preset = method.preset_for(spec.preset, spec.episode)
         overrides: dict[str, object] = {}
         if method.needs_training and spec.meta_steps != preset.meta_steps:

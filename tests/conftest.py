@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +38,17 @@ def omniglot_dir() -> Path:
     path = shared_omniglot()
     assert (path / "images_background.zip").exists(), f"real Omniglot not found at {path}; set METABENCH_DATA"
     return path
+
+
+def random_context(episode: Any, characters: int = 25, seed: int = 0) -> Any:
+    """A TrainingContext over random binary images (characters x 4 rotations classes), for tests of a
+    method's mechanics that need its constructor but no real data."""
+    import torch
+
+    from metabench.data.episodes import EpisodeSampler
+    from metabench.methods.base import TrainingContext
+
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 2, (characters, 20, 28, 28), generator=generator, dtype=torch.uint8)
+    classes = [(c, r) for c in range(characters) for r in range(4)]
+    return TrainingContext(episode, torch.device("cpu"), EpisodeSampler(images, torch.tensor(classes)))

@@ -22,7 +22,14 @@ def loaded_after_import(module: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "module",
-    ["metabench.catalog", "metabench.leaderboard", "metabench.db", "metabench.config", "metabench.paths"],
+    [
+        "metabench.catalog",
+        "metabench.leaderboard",
+        "metabench.db",
+        "metabench.config",
+        "metabench.paths",
+        "metabench.methods.registry",  # every built-in method's card, schema and presets
+    ],
 )
 def test_light_core_modules_load_no_torch_and_no_ui(module: str) -> None:
     assert loaded_after_import(module) == set()

@@ -149,7 +149,7 @@ def test_record_round_trips_through_json_and_the_database(db, tmp_path: Path) ->
     path = write_record_file(record, tmp_path / "results")
     assert path == tmp_path / "results" / "runs" / f"{record.run_id}.json"
     data = json.loads(path.read_text())
-    assert data["episode"] == {"ways": 5, "shots": 1, "queries": 15} and data["format"] == 2
+    assert data["episode"] == {"ways": 5, "shots": 1, "queries": 15} and data["format"] == 3
     assert data["preset_overrides"] == {"meta_steps": 1000, "lr": "0.01"}
     assert (data["torch_threads"], data["test_episodes_digest"]) == (2, "e0e0e0e0e0e0e0e0")
 

@@ -12,9 +12,10 @@ import torch
 from metabench.config import EpisodeSpec, RunSpec
 from metabench.data import evaluation_episodes, load_protocol
 from metabench.data.episode import Episode
-from metabench.methods.base import Method
+from metabench.methods.base import Method, TrainingContext
 from metabench.methods.baselines.pixels_nn import PixelsNN
-from metabench.methods.registry import all_methods, get_method
+from metabench.methods.loader import build_method
+from metabench.methods.registry import all_cards
 from metabench.runner import CollectingSink, run
 
 # Real 5-way 1-shot tasks. Ten queries per class, five in each half of a split: with 2, the transduction
@@ -65,10 +66,8 @@ def episode(vinyals: Any) -> Episode:
 
 def build(name: str, data: Any) -> Method:
     """The smoke preset, untrained: invariances hold (or break) for any weights."""
-    method_class = get_method(name)
     torch.manual_seed(0)
-    config = method_class.make_config("smoke", {}, SPEC)
-    return method_class(config, SPEC, torch.device("cpu"), data.train.num_classes)
+    return build_method(name, TrainingContext(SPEC, torch.device("cpu"), data.train, data.val), "smoke")
 
 
 def with_queries(episode: Episode, part: slice) -> Episode:
@@ -79,7 +78,7 @@ def with_queries(episode: Episode, part: slice) -> Episode:
     )
 
 
-@pytest.mark.parametrize("name", [m.name for m in all_methods()])
+@pytest.mark.parametrize("name", [m.name for m in all_cards()])
 def test_transduction_is_as_the_instance_claims(name: str, vinyals: Any, episode: Episode) -> None:
     """Predicting the query set whole or in two halves: the same answers unless transductive.
 
@@ -110,7 +109,7 @@ def test_transduction_is_as_the_instance_claims(name: str, vinyals: Any, episode
         )
         if m.name in NOT_EQUIVARIANT
         else m.name
-        for m in all_methods()
+        for m in all_cards()
     ],
 )
 def test_relabelling_permutes_the_predictions(name: str, vinyals: Any, episode: Episode) -> None:
@@ -148,6 +147,6 @@ def test_the_run_records_the_configured_instances_transduction(
     sink = CollectingSink()
     spec = RunSpec("pixels-nn", preset="smoke", eval_episodes=25, seed=0, device="cpu")
     record = run(spec, sink, db_path=tmp_path / "runs.db", results_dir=tmp_path / "results")
-    assert PixelsNN.transductive is False
+    assert PixelsNN.card.transductive is False
     assert record.status == "finished" and record.transductive is True
     assert [e.transductive for e in sink.events if e.kind == "started"] == [True]

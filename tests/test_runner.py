@@ -13,7 +13,7 @@ from metabench.config import EpisodeSpec, RunSpec
 from metabench.db import open_database
 from metabench.errors import MetabenchError
 from metabench.leaderboard import get_run, list_runs, read_record_file
-from metabench.methods.registry import all_methods, get_method
+from metabench.methods.registry import all_cards, get_card
 from metabench.runner import CollectingSink, event_to_dict, run
 from metabench.runner.checkpoint import checkpoint_path, load_checkpoint
 from metabench.runner.setup import resolve_spec
@@ -63,6 +63,10 @@ def test_a_run_finishes_with_a_complete_record_and_event_stream(reference, store
     assert record.train_time_s > 0 and record.wall_time_s >= record.train_time_s
     assert [p.step for p in record.curve] == [1, 2, 3, 4]
     assert all(p.val_accuracy is not None and p.loss is not None for p in record.curve)
+    # The method's own scalars (ProtoNet reports its learning rate) reach the curve and the progress events.
+    lr = float(get_card("protonet").make_config(SPEC.preset, dict(SPEC.overrides), SPEC.episode).lr)
+    assert [p.metrics for p in record.curve] == [{"lr": lr}] * 4
+    assert all(event.metrics == {"lr": lr} for event in sink.events if event.kind == "progress")
     # Events: started first, finished last, steps never beyond the total; every one is valid JSON.
     kinds = sink.kinds()
     assert kinds[0] == "started" and kinds[-1] == "finished"
@@ -162,7 +166,7 @@ def test_bad_input_is_refused_before_any_run_row(spec: RunSpec, message: str, tm
 
 def test_the_budget_comes_from_the_preset_for_the_episode_shape() -> None:
     # MAML's 20-way quick budget differs from its 5-way one (a 20-way task costs 4x an inner step).
-    maml = get_method("maml")
+    maml = get_card("maml")
     for ways in (5, 20):
         expected = maml.preset_for("quick", EpisodeSpec(ways, 1, 15))
         resolved = resolve_spec(RunSpec("maml", episode=EpisodeSpec(ways, 1, 15)))
@@ -193,7 +197,7 @@ def test_missing_data_and_absent_cuda_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", [m.name for m in all_methods()])
+@pytest.mark.parametrize("method", [m.name for m in all_cards()])
 def test_every_registered_method_runs_its_smoke_preset_end_to_end(method: str, store) -> None:
     # The smoke preset's own training budget; fewer test episodes keep the whole sweep to a minute.
     spec = RunSpec(method=method, preset="smoke", eval_episodes=16, device="cpu")

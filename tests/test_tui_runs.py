@@ -8,7 +8,7 @@ from textual.widgets import Button, DataTable, Label, Select
 
 from metabench.db import open_database
 from metabench.leaderboard import get_run, list_runs
-from metabench.methods.registry import get_method
+from metabench.methods.registry import get_card
 from metabench.tui.app import create_app
 from metabench.tui.run_process import RunRequest
 from metabench.tui.screens.leaderboard import LeaderboardScreen
@@ -19,7 +19,7 @@ from metabench.tui.widgets.run_monitor import RunMonitor
 
 SIZE = (120, 40)
 RUN_TIMEOUT = 240  # a 2-core machine shared with other jobs: generous, never a timing assertion
-QUICK_PROTONET_STEPS = get_method("protonet").presets["quick"].meta_steps
+QUICK_PROTONET_STEPS = get_card("protonet").presets["quick"].meta_steps
 
 
 @pytest.fixture

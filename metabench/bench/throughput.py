@@ -6,12 +6,16 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from metabench.config import EpisodeSpec
-from metabench.methods.base import Method
-from metabench.methods.registry import get_method
+from metabench.methods.base import Method, TrainingContext
+from metabench.methods.loader import build_method, get_method
+
+if TYPE_CHECKING:
+    from metabench.data.episodes import EpisodeSampler
 
 DEFAULT_METHODS = ("maml", "fomaml", "protonet")
 # The config value that selects each implementation; both exist in every benchmarked method.
@@ -103,17 +107,17 @@ def _build(
     strategy: str,
     overrides: dict[str, str],
     device: torch.device,
-    num_classes: int,
+    sampler: EpisodeSampler,
     seed: int,
 ) -> Method:
-    config = method_class.make_config("paper", {**overrides, "strategy": strategy}, episode)
     torch.manual_seed(seed)  # the same initial weights for both versions
-    return method_class(config, episode, device, num_classes)
+    context = TrainingContext(episode, device, sampler)
+    return build_method(method_class.card.name, context, "paper", {**overrides, "strategy": strategy})
 
 
 def _measure(
     method_class: type[Method],
-    sampler,
+    sampler: EpisodeSampler,
     device: torch.device,
     episode: EpisodeSpec,
     overrides: dict[str, str],
@@ -122,7 +126,7 @@ def _measure(
     seed: int,
 ) -> ThroughputRow:
     versions = {
-        strategy: _build(method_class, episode, strategy, overrides, device, sampler.num_classes, seed)
+        strategy: _build(method_class, episode, strategy, overrides, device, sampler, seed)
         for strategy in (VECTORIZED, LOOP)
     }
     generators = {strategy: torch.Generator().manual_seed(seed) for strategy in versions}
@@ -139,13 +143,13 @@ def _measure(
             seconds[strategy].append((time.perf_counter() - began) / steps)
     tasks = versions[VECTORIZED].config.meta_batch
     try:
-        auto = _build(method_class, episode, AUTO, overrides, device, sampler.num_classes, seed)
+        auto = _build(method_class, episode, AUTO, overrides, device, sampler, seed)
     except ValueError:  # this method has no "auto"
         auto = None
     vectorized = tasks / statistics.median(seconds[VECTORIZED])
     loop = tasks / statistics.median(seconds[LOOP])
     return ThroughputRow(
-        method=method_class.name,
+        method=method_class.card.name,
         device=_describe(device),
         setting=episode.label,
         tasks_per_step=tasks,

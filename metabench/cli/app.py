@@ -7,7 +7,16 @@ import sys
 import typer
 
 from metabench import __version__
-from metabench.cli import bench_cmd, catalog_cmd, data_cmd, leaderboard_cmd, run_cmd, runs_cmd, tui_cmd
+from metabench.cli import (
+    bench_cmd,
+    catalog_cmd,
+    data_cmd,
+    leaderboard_cmd,
+    methods_cmd,
+    run_cmd,
+    runs_cmd,
+    tui_cmd,
+)
 
 app = typer.Typer(
     name="metabench",
@@ -22,6 +31,7 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(bench_cmd.app, name="bench")
 run_cmd.register(app)
 runs_cmd.register(app)
+methods_cmd.register(app)
 leaderboard_cmd.register(app)
 tui_cmd.register(app)
 

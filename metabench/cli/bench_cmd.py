@@ -114,7 +114,7 @@ def methods_command(
 
     if device and device not in ("cpu", "cuda"):
         raise MetabenchError(f"unknown device {device!r}; use cpu or cuda")
-    from metabench.methods.registry import get_method
+    from metabench.methods.loader import get_method
 
     try:
         for name in methods or DEFAULT_METHODS:

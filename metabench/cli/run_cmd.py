@@ -36,7 +36,10 @@ def run_command(
     seed: str = typer.Option("0", "--seed", metavar="SEED", help="Seed of the training run."),
     device: str | None = typer.Option(None, "--device", help="auto (default), cpu or cuda."),
     overrides: list[str] | None = typer.Option(
-        None, "--set", metavar="KEY=VALUE", help="Method config value."
+        None,
+        "--set",
+        metavar="KEY=VALUE",
+        help="Method config value; `metabench methods METHOD` lists the keys.",
     ),
     events: str = typer.Option(
         "rich", "--events", help="rich (progress bar on stderr), jsonl (stdout) or none."

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.table import Table
@@ -15,7 +13,6 @@ from metabench.cli.common import (
     DbOption,
     JsonOption,
     accuracy_text,
-    budget_text,
     console,
     core_call,
     one_line_errors,
@@ -36,9 +33,8 @@ runs_app = typer.Typer(help="List, show, delete and ingest benchmark runs.", no_
 
 
 def register(app: typer.Typer) -> None:
-    """Attach `runs` and `methods` to the root app."""
+    """Attach `runs` to the root app."""
     app.add_typer(runs_app, name="runs")
-    app.command("methods")(methods_command)
 
 
 @runs_app.command("list")
@@ -83,7 +79,6 @@ def runs_show(
 ) -> None:
     """Show one run: spec, environment, learning curve and result."""
     from metabench.leaderboard import get_run
-    from metabench.leaderboard.records import budget_text
 
     with opened_database(db) as database:
         record = core_call(lambda: get_run(database, run_id))
@@ -98,9 +93,7 @@ def runs_show(
             console.print(f"[bold]{key:>14}[/] {data[key]}", highlight=False)
     console.print(f"[bold]{'setting':>14}[/] {record.episode.label}, {record.episode.queries} queries")
     console.print(f"[bold]{'overrides':>14}[/] {dict(record.spec.overrides) or '-'}")
-    console.print(
-        f"[bold]{'budget':>14}[/] {budget_text(record.preset, record.meta_steps, record.preset_overrides)}"
-    )
+    console.print(f"[bold]{'budget':>14}[/] {record.budget}")
     console.print(f"[bold]{'versions':>14}[/] {dict(record.versions)}", highlight=False)
     if record.accuracy is not None:
         mark = " (transductive)" if record.transductive else ""
@@ -177,64 +170,3 @@ def runs_ingest(
     console.print(f"ingested {len(outcome.loaded)} run records from {directory}", highlight=False)
     if outcome.warnings:  # the good records are in; a script still learns that some were refused
         raise typer.Exit(1)
-
-
-@one_line_errors
-def methods_command(json_output: bool = JsonOption) -> None:
-    """List the benchmark methods with their family, paper and preset budgets.
-
-    --json adds each method's config keys (what --set accepts) with their types and the paper's
-    values for 5-way 1-shot, and the values each preset changes.
-    """
-    from metabench.config import EpisodeSpec
-    from metabench.methods.base import FAMILY_NAMES
-    from metabench.methods.registry import all_methods
-
-    def budgets(method, ways: int) -> dict[str, dict[str, Any]]:
-        return {
-            name: {"meta_steps": p.meta_steps, "eval_episodes": p.eval_episodes, "config": dict(p.config)}
-            for name in method.presets
-            for p in [method.preset_for(name, EpisodeSpec(ways, 1, 15))]
-        }
-
-    def config_keys(method) -> dict[str, dict[str, Any]]:
-        paper = method.paper_config(EpisodeSpec(5, 1, 15))
-        keys = {}
-        for item in dataclasses.fields(method.config_class):
-            default = item.default_factory() if item.default is dataclasses.MISSING else item.default
-            kind = item.type if isinstance(item.type, str) else item.type.__name__
-            keys[item.name] = {"type": kind, "default": paper.get(item.name, default)}
-        return keys
-
-    rows = [
-        {
-            "name": m.name,
-            "family": m.family,
-            "family_name": FAMILY_NAMES[m.family],
-            "paper": m.paper,
-            "needs_training": m.needs_training,
-            # The class's default, read without building a model; a run records its configured instance's.
-            "transductive": m.transductive,
-            "presets": budgets(m, 5),
-            # A method whose cost grows steeply with the ways has its own budget for 20 and more.
-            "presets_20_way": budgets(m, 20),
-            "config": config_keys(m),
-        }
-        for m in all_methods()
-    ]
-    if json_output:
-        print_json(rows)
-        return
-    table = Table("method", "family", "paper", "smoke", "quick", "paper budget")
-    for row in rows:
-        cells = []
-        for name in ("smoke", "quick", "paper"):
-            five, twenty = row["presets"].get(name), row["presets_20_way"].get(name)
-            cells.append(budget_text(five) + ("" if twenty == five else f"\n20-way: {budget_text(twenty)}"))
-        name = row["name"] + (" †" if row["transductive"] else "")
-        family = row["family_name"]
-        if row["family"] != "baseline":
-            family = f"{row['family']} {family}"
-        table.add_row(name, family, row["paper"], *cells)
-    console.print(table)
-    console.print("budgets: meta-training steps / test episodes; † transductive evaluation")

@@ -79,6 +79,11 @@ class EpisodeSampler:
     def within_alphabet(self) -> bool:
         return self._alphabets is not None
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """Channels, height and width of one image as `sample` returns it."""
+        return (1, *self._images.shape[2:])
+
     def check(self, spec: EpisodeSpec, batch_size: int = 1) -> None:
         """Raise ValueError when this sampler cannot produce `batch_size` tasks shaped `spec`."""
         if not isinstance(batch_size, int) or batch_size < 1:

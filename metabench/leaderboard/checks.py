@@ -132,3 +132,17 @@ def listed(data: Mapping[str, Any], key: str) -> list[Any]:
     if not isinstance(value, list):
         raise bad(key, "a list", value)
     return value
+
+
+METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+MAX_METRICS = 16  # named scalars a method may report per step; a curve is read by people
+
+
+def metric_values(value: Any, key: str) -> dict[str, float]:
+    """A method's named step scalars: at most MAX_METRICS snake_case names, each a finite number."""
+    if not isinstance(value, Mapping) or len(value) > MAX_METRICS:
+        raise bad(key, f"an object of at most {MAX_METRICS} named numbers", value)
+    for name in value:
+        if not isinstance(name, str) or not METRIC_NAME.fullmatch(name):
+            raise bad(key, "snake_case names of at most 40 characters", name)
+    return {name: finite(number, f"{key} {name}") for name, number in value.items()}

@@ -24,6 +24,7 @@ from metabench.leaderboard.checks import (
     text,
     timestamp,
 )
+from metabench.methods.card import MODEL_SELECTIONS
 from metabench.runid import check_run_id
 
 STATUSES = ("running", "finished", "failed", "interrupted")
@@ -66,12 +67,18 @@ FIELDS_V1: dict[str, Kind] = {
     "error": optional(text),
     "resumable": boolean,
 }
-FIELDS: dict[str, Kind] = {
+FIELDS_V2: dict[str, Kind] = {
     **FIELDS_V1,
     "test_episodes_digest": matching(HEX_DIGEST, "a hexadecimal digest or empty"),
     "torch_threads": optional(positive),
     "code_version": matching(CODE_VERSION, "git:<commit>[+dirty], src:<hex digest> or empty"),
 }
+FIELDS: dict[str, Kind] = {
+    **FIELDS_V2,
+    "model_selection": choice(MODEL_SELECTIONS),
+    "tested_step": optional(count),
+}
+FIELDS_BY_FORMAT = {1: FIELDS_V1, 2: FIELDS_V2, 3: FIELDS}
 SPEC_FIELDS: dict[str, Kind] = {
     "method": line,  # its shape is checked through the run id, which starts with it
     "protocol": choice(PROTOCOLS),

@@ -12,6 +12,7 @@ from metabench.leaderboard.checks import (
     finite,
     fraction,
     listed,
+    metric_values,
     optional,
     required,
     shown,
@@ -19,7 +20,7 @@ from metabench.leaderboard.checks import (
 from metabench.leaderboard.record_schema import (
     BUDGET_OVERRIDES,
     FIELDS,
-    FIELDS_V1,
+    FIELDS_BY_FORMAT,
     RUN_ID_TAIL,
     check_preset_overrides,
     check_spec,
@@ -30,8 +31,10 @@ from metabench.leaderboard.record_schema import (
 )
 from metabench.leaderboard.stats import mean_ci95
 
-RECORD_FORMAT = 2  # 2 added test_episodes_digest, torch_threads, code_version and preset_overrides
-READABLE_FORMATS = (1, 2)
+# 2 added test_episodes_digest, torch_threads, code_version and preset_overrides; 3 model_selection and
+# tested_step.
+RECORD_FORMAT = 3
+READABLE_FORMATS = tuple(FIELDS_BY_FORMAT)
 # How far a stored accuracy or interval may sit from the value recomputed from its episodes: float
 # sums in another order differ by ~1e-16, so anything past 1e-6 was not computed from these episodes.
 TOLERANCE = 1e-6
@@ -45,14 +48,17 @@ class CurvePoint:
     loss: float | None
     train_accuracy: float | None
     val_accuracy: float | None = None
+    # The method's own named scalars (e.g. a gradient norm, a learned step size), means like the loss.
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        point = {
             "step": self.step,
             "loss": self.loss,
             "train_accuracy": self.train_accuracy,
             "val_accuracy": self.val_accuracy,
         }
+        return point | ({"metrics": dict(self.metrics)} if self.metrics else {})
 
     @classmethod
     def from_dict(cls, data: Any) -> CurvePoint:
@@ -63,6 +69,7 @@ class CurvePoint:
             loss=optional(finite)(data.get("loss"), "curve loss"),
             train_accuracy=optional(fraction)(data.get("train_accuracy"), "curve train_accuracy"),
             val_accuracy=optional(fraction)(data.get("val_accuracy"), "curve val_accuracy"),
+            metrics=metric_values(data.get("metrics", {}), "curve metrics"),
         )
 
 
@@ -77,7 +84,8 @@ class RunRecord:
     (their classes and drawings), so two runs are paired only when it is equal.
 
     Unknown in records older than format 2: test_episodes_digest and code_version (""),
-    torch_threads and preset_overrides (None; {} means the preset was used as it is).
+    torch_threads and preset_overrides (None; {} means the preset was used as it is); older than
+    format 3: tested_step (None), and model_selection is "last".
     """
 
     run_id: str
@@ -114,6 +122,10 @@ class RunRecord:
     # Every value that differs from the preset: "meta_steps" and "eval_episodes" (ints) when set on the
     # command line, and each --set key with its value string.
     preset_overrides: Mapping[str, Any] | None = None
+    # Which trained state was tested: the last, or the one with the best validation accuracy; and the
+    # meta-training step it was taken at (None in records older than format 3: the last).
+    model_selection: str = "last"
+    tested_step: int | None = None
 
     # Convenience views of the spec, so callers need not reach into it.
     @property
@@ -143,6 +155,12 @@ class RunRecord:
     @property
     def seed(self) -> int:
         return self.spec.seed
+
+    @property
+    def budget(self) -> str:
+        return budget_text(
+            self.preset, self.meta_steps, self.preset_overrides, self.model_selection, self.tested_step
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The portable JSON shape (see the runner module's docstring for an example)."""
@@ -178,6 +196,8 @@ class RunRecord:
             "torch_threads": self.torch_threads,
             "code_version": self.code_version,
             "preset_overrides": None if self.preset_overrides is None else dict(self.preset_overrides),
+            "model_selection": self.model_selection,
+            "tested_step": self.tested_step,
             "curve": [point.to_dict() for point in self.curve],
             "episode_accuracies": list(self.episode_accuracies),
         }
@@ -198,7 +218,7 @@ class RunRecord:
         for key, value in flat_copies(spec).items():
             if key in data and (data[key] != value or type(data[key]) is not type(value)):
                 raise ValueError(f"{key!r} {shown(data[key])} differs from the spec's {value!r}")
-        fields = FIELDS if version >= 2 else FIELDS_V1
+        fields = FIELDS_BY_FORMAT[version]
         values = {name: kind(required(data, name), name) for name, kind in fields.items()}
         episodes = listed(data, "episode_accuracies")
         record = cls(
@@ -238,6 +258,8 @@ class RunRecord:
         if self.preset_overrides is not None:
             parse_preset_overrides(self.preset_overrides)
             check_preset_overrides(self.preset_overrides, self.spec)
+        if self.tested_step is not None and self.tested_step > self.steps_done:
+            raise ValueError(f"'tested_step' {self.tested_step} is past 'steps_done' {self.steps_done}")
         self._check_result()
 
     def _check_result(self) -> None:
@@ -288,6 +310,8 @@ class RunSummary:
     resumable: bool
     error: str | None
     preset_overrides: Mapping[str, Any] | None = None
+    model_selection: str = "last"
+    tested_step: int | None = None
 
     @property
     def setting(self) -> str:
@@ -295,17 +319,28 @@ class RunSummary:
 
     @property
     def budget(self) -> str:
-        return budget_text(self.preset, self.meta_steps, self.preset_overrides)
+        return budget_text(
+            self.preset, self.meta_steps, self.preset_overrides, self.model_selection, self.tested_step
+        )
 
 
-def budget_text(preset: str, meta_steps: int, preset_overrides: Mapping[str, Any] | None) -> str:
+def budget_text(
+    preset: str,
+    meta_steps: int,
+    preset_overrides: Mapping[str, Any] | None,
+    model_selection: str = "last",
+    tested_step: int | None = None,
+) -> str:
     """'quick, 1000 steps', or 'quick, 6000 steps (overridden)' when the budget is not the preset's.
 
-    Test episodes set on the command line and --set keys follow, as they change the result too.
-    A record older than format 2 (overrides None) cannot tell, and reads as the plain budget.
+    A test of the best-validation state says so and at which step; test episodes set on the command
+    line and --set keys follow, as they change the result too. A record older than format 2
+    (overrides None) cannot tell, and reads as the plain budget.
     """
     overrides = dict(preset_overrides or {})
     text = f"{preset}, {meta_steps} steps" + (" (overridden)" if "meta_steps" in overrides else "")
+    if model_selection == "best-validation":
+        text += f", tested at step {tested_step} (best validation)"
     if "eval_episodes" in overrides:
         text += f", {overrides['eval_episodes']} test episodes (overridden)"
     settings = " ".join(

@@ -81,12 +81,18 @@ def _add_record_format_2(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN preset_overrides_json TEXT")
 
 
-MIGRATIONS = [_create_runs, _add_record_format_2]
+def _add_record_format_3(db: sqlite_utils.Database) -> None:
+    # Rows written before tested their last state, at a step not recorded (NULL).
+    db.execute("ALTER TABLE runs ADD COLUMN model_selection TEXT NOT NULL DEFAULT 'last'")
+    db.execute("ALTER TABLE runs ADD COLUMN tested_step INTEGER")
+
+
+MIGRATIONS = [_create_runs, _add_record_format_2, _add_record_format_3]
 
 _SUMMARY_COLUMNS = (
     "run_id, status, method, family, protocol, ways, shots, queries, preset, meta_steps, steps_done, "
     "eval_episodes, seed, accuracy, ci95, transductive, device_name, created_at, finished_at, "
-    "train_time_s, resumable, error, preset_overrides_json"
+    "train_time_s, resumable, error, preset_overrides_json, model_selection, tested_step"
 )
 
 
@@ -239,7 +245,7 @@ def delete_run(db: sqlite_utils.Database, run_id: str) -> bool:
 def _summary(row: tuple[Any, ...]) -> RunSummary:
     (run_id, status, method, family, protocol, ways, shots, queries, preset, meta_steps, steps_done,
      eval_episodes, seed, accuracy, ci95, transductive, device_name, created_at, finished_at,
-     train_time_s, resumable, error, preset_overrides_json) = row  # fmt: skip
+     train_time_s, resumable, error, preset_overrides_json, model_selection, tested_step) = row  # fmt: skip
     return RunSummary(
         run_id=run_id,
         status=status,
@@ -264,6 +270,8 @@ def _summary(row: tuple[Any, ...]) -> RunSummary:
         resumable=bool(resumable),
         error=error,
         preset_overrides=_json_or_none(preset_overrides_json),
+        model_selection=model_selection,
+        tested_step=tested_step,
     )
 
 
@@ -308,6 +316,8 @@ def _record_to_row(record: RunRecord, owner_pid: int | None) -> dict[str, Any]:
         "test_episodes_digest": record.test_episodes_digest,
         "torch_threads": record.torch_threads,
         "code_version": record.code_version,
+        "model_selection": record.model_selection,
+        "tested_step": record.tested_step,
         "preset_overrides_json": None
         if record.preset_overrides is None
         else json.dumps(dict(record.preset_overrides), sort_keys=True),
@@ -347,6 +357,8 @@ def _row_to_record(row: dict[str, Any], accuracies: tuple[float, ...]) -> RunRec
         torch_threads=row["torch_threads"],
         code_version=row["code_version"],
         preset_overrides=_json_or_none(row["preset_overrides_json"]),
+        model_selection=row["model_selection"],
+        tested_step=row["tested_step"],
     )
 
 

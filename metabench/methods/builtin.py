@@ -1,5 +1,7 @@
-"""Imports every built-in method module so that each registers itself."""
+"""The built-in methods' cards, family by family (importing them needs no torch)."""
 
-from metabench.methods.baselines import pixels_nn, pretrain  # noqa: F401
-from metabench.methods.compare import protonet  # noqa: F401
-from metabench.methods.init import maml  # noqa: F401
+from metabench.methods.baselines import cards as baselines
+from metabench.methods.compare import cards as compare
+from metabench.methods.init import cards as init
+
+BUILTIN_CARDS = (*init.CARDS, *compare.CARDS, *baselines.CARDS)

@@ -1,27 +1,10 @@
-"""Small helpers shared by the method implementations: config checks, accuracy, prototypes."""
+"""Small helpers shared by the method implementations: the training task shape, accuracy, prototypes."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 
 from metabench.config import MAX_SAMPLES_PER_CLASS, EpisodeSpec
-
-
-def require_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    """ValueError naming the config key and its valid values when `value` is not one of them."""
-    if value not in choices:
-        raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def require_positive(**values: float) -> None:
-    """ValueError for the first config value that is not a finite number > 0."""
-    for key, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{key} must be positive; got {value!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"{key} must be finite; got {value!r}")
 
 
 def training_episode(

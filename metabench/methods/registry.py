@@ -1,46 +1,37 @@
-"""The method registry: a dict and a decorator (after jakesnell/prototypical-networks), plus plugins.
+"""The method registry: every method's card by name, built in or from an installed package, without torch.
 
-A third-party package adds methods through the entry-point group `metabench.methods`; each entry
-names a module (whose import registers its methods with `@register`) or a Method subclass:
+A third-party package adds methods through the entry-point group `metabench.methods`; each entry names
+a MethodCard (in a module that does not import torch, so that listing methods stays instant):
 
     [project.entry-points."metabench.methods"]
-    my-method = "my_package.my_method:MyMethod"
+    my-method = "my_package.card:MY_METHOD"  # MethodCard(..., implementation="my_package.method:MyMethod")
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import inspect
 import sys
 
 from metabench.config import METHOD_PLUGIN_GROUP
-from metabench.methods.base import Method
+from metabench.methods.builtin import BUILTIN_CARDS
+from metabench.methods.card import FAMILY_ORDER, MethodCard
 
-_REGISTRY: dict[str, type[Method]] = {}
-_loaded = False
-
-
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a Method available by its name."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"method {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+_CARDS: dict[str, MethodCard] = {}
 
 
-def _load_methods() -> None:
-    """The built-in methods (importing their package registers them), then the installed plugins."""
-    global _loaded
-    if _loaded:
-        return
-    import metabench.methods.builtin  # noqa: F401
-
-    _loaded = True
+def _load_cards() -> dict[str, MethodCard]:
+    """The built-in cards, then the installed plugins' (a broken plugin is named and skipped)."""
+    if _CARDS:
+        return _CARDS
+    cards = {card.name: card for card in BUILTIN_CARDS}
     for entry in importlib.metadata.entry_points(group=METHOD_PLUGIN_GROUP):
         try:
-            loaded = entry.load()
-            if inspect.isclass(loaded) and issubclass(loaded, Method) and loaded not in _REGISTRY.values():
-                register(loaded)
+            card = entry.load()
+            if not isinstance(card, MethodCard):
+                raise ValueError(f"it names a {type(card).__name__}, not a MethodCard")
+            if card.name in cards:
+                raise ValueError(f"a method called {card.name!r} exists already")
+            cards[card.name] = card
         except Exception as exc:  # one broken package must not take every method down with it
             reason = " ".join(str(exc).split()) or type(exc).__name__
             print(
@@ -48,19 +39,19 @@ def _load_methods() -> None:
                 f"fix or uninstall the package that provides it",
                 file=sys.stderr,
             )
+    _CARDS.update(cards)
+    return _CARDS
 
 
-def get_method(name: str) -> type[Method]:
-    """The method class called `name`; ValueError listing the known names otherwise."""
-    _load_methods()
+def get_card(name: str) -> MethodCard:
+    """The card of the method called `name`; ValueError listing the known names otherwise."""
+    cards = _load_cards()
     try:
-        return _REGISTRY[name]
+        return cards[name]
     except KeyError:
-        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(_REGISTRY))}") from None
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(cards))}") from None
 
 
-def all_methods() -> list[type[Method]]:
-    """Every registered method, ordered by family then name."""
-    _load_methods()
-    order = {"A": 0, "B": 1, "C": 2, "baseline": 3}
-    return sorted(_REGISTRY.values(), key=lambda m: (order.get(m.family, 4), m.name))
+def all_cards() -> list[MethodCard]:
+    """Every method's card, ordered by family then name."""
+    return sorted(_load_cards().values(), key=lambda card: (FAMILY_ORDER.index(card.family), card.name))

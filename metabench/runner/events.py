@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol, TextIO
 
 # Keys present in every JSON event (null where they do not apply), so a reader can fold any line
@@ -41,6 +41,7 @@ class Progress:
     accuracy: float  # mean training-query accuracy over the last few steps, in [0, 1]
     steps_per_s: float | None
     eta_s: float | None
+    metrics: dict[str, float] = field(default_factory=dict)  # the method's own scalars, running means
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,16 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     data: dict[str, Any] = {"event": event.kind, **dict.fromkeys(COMMON_KEYS)}
     for item in fields(event):
         data[item.name] = getattr(event, item.name)
-    # JSON has no NaN or infinity; a reader must never choke on a line.
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in data.items()}
+    return {key: _json_safe(value) for key, value in data.items()}
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity; a reader must never choke on a line."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    return value
 
 
 class EventSink(Protocol):

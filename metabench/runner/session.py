@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sqlite3
 import time
 import traceback
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sqlite_utils
@@ -16,10 +17,12 @@ import torch
 from metabench.data.episodes import EVAL_SEED, evaluation_digest, evaluation_episodes
 from metabench.db import database_error, database_file
 from metabench.errors import MetabenchError
+from metabench.leaderboard.checks import metric_values
 from metabench.leaderboard.portable import write_record_file
 from metabench.leaderboard.records import RunRecord
 from metabench.leaderboard.stats import mean_ci95
 from metabench.leaderboard.store import save_record
+from metabench.methods.card import SELECTION_FIELD
 from metabench.runid import new_run_id
 from metabench.runner import environment as env
 from metabench.runner.checkpoint import checkpoint_path, save_checkpoint
@@ -38,6 +41,15 @@ from metabench.runner.training import CountingSampler, ProgressMeter, TrainingSt
 
 EVAL_BATCH_SIZE = 25  # tasks per evaluate() call; fixed so every method sees identical batches
 VALIDATION_SEED = EVAL_SEED + 1  # validation episodes come from the val split with their own seed
+
+
+@dataclass(frozen=True)
+class BestState:
+    """The method's state at the step with the best validation accuracy so far."""
+
+    step: int
+    accuracy: float
+    method: dict
 
 
 class NonFiniteLoss(Exception):
@@ -79,6 +91,10 @@ class Session:
         self.total = self.spec.meta_steps or 0
         self.generator = torch.Generator().manual_seed(self.spec.seed)
         self.state = TrainingState()
+        # "best-validation": the state with the best validation accuracy is tested, not the last one.
+        self.selection = str(self.method.config.get(SELECTION_FIELD, "last"))
+        self.best: BestState | None = None
+        self.tested_step: int | None = None
         self.checkpoint_step: int | None = None
         self.consistent = True  # False while the method's state is between two steps
         self.eval_time_s = 0.0
@@ -96,6 +112,7 @@ class Session:
             try:
                 self.sink.emit(self._started_event())
                 self._train(stop)
+                self._select_for_testing()
                 accuracies = self._test(stop)
                 return self._finish(accuracies)
             except KeyboardInterrupt:
@@ -158,12 +175,15 @@ class Session:
             loss, accuracy = float(stats.loss), float(stats.accuracy)
             if not math.isfinite(loss):
                 raise NonFiniteLoss(f"loss became {loss} at step {step}")
+            # A metric no record could hold fails the run at its first step, not when the record is saved.
+            metric_values(stats.metrics, f"{self.p.spec.method}'s step metrics")
             state.add_step(step, stats, time.perf_counter() - began)
             validation_due = step % self.p.validate_every == 0 or step == total
             if step % interval == 0 or validation_due:
                 state.close_point()
             if validation_due:
                 state.set_validation(self._validate())
+                self._keep_if_best()
                 self._checkpoint()
             self.consistent = True
             if validation_due:
@@ -192,6 +212,22 @@ class Session:
         values = [self.method.evaluate(episode).detach().float().cpu() for episode in episodes]
         return float(torch.cat(values).mean())
 
+    def _keep_if_best(self) -> None:
+        """Under best-validation selection, copy the method's state when it validates best so far."""
+        accuracy = self.state.curve[-1].val_accuracy
+        if self.selection != "best-validation" or accuracy is None:
+            return
+        if self.best is None or accuracy > self.best.accuracy:  # ties keep the earlier state
+            self.best = BestState(self.state.step, accuracy, copy.deepcopy(self.method.state_dict()))
+
+    def _select_for_testing(self) -> None:
+        """Load the state that model selection names; note the step it comes from."""
+        if self.selection == "best-validation" and self.best is not None:
+            self.method.load_state_dict(self.best.method)
+            self.tested_step = self.best.step
+        else:
+            self.tested_step = self.state.step
+
     def _checkpoint(self) -> None:
         state = {
             "run_id": self.run_id,
@@ -200,6 +236,7 @@ class Session:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.p.device.type == "cuda" else [],
             "training": self.state.to_checkpoint(),
+            "best": None if self.best is None else vars(self.best),
         }
         save_checkpoint(checkpoint_path(self.run_id), state)
         self.checkpoint_step = self.state.step
@@ -212,6 +249,7 @@ class Session:
         if self.p.device.type == "cuda" and len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
         self.state = TrainingState.from_checkpoint(checkpoint["training"])
+        self.best = BestState(**checkpoint["best"]) if checkpoint.get("best") else None
         self.checkpoint_step = self.state.step
 
     # --- testing -----------------------------------------------------------------------------
@@ -328,7 +366,7 @@ class Session:
             status=status,
             spec=self.spec,
             spec_hash=self.spec.spec_hash(),
-            family=self.p.method_class.family,
+            family=self.p.card.family,
             transductive=self.method.transductive,
             eval_seed=EVAL_SEED,
             eval_batch_size=EVAL_BATCH_SIZE,
@@ -355,4 +393,6 @@ class Session:
             episode_accuracies=accuracies,
             error=error,
             resumable=resumable,
+            model_selection=self.selection,
+            tested_step=self.tested_step if status == "finished" else None,
         )

@@ -11,8 +11,10 @@ from metabench.config import PRESETS, PROTOCOLS, RunSpec, check_count
 from metabench.data.protocols import load_protocol
 from metabench.errors import MetabenchError
 from metabench.leaderboard.record_schema import check_spec
-from metabench.methods.base import Method
-from metabench.methods.registry import get_method
+from metabench.methods.base import Method, TrainingContext
+from metabench.methods.card import MethodCard
+from metabench.methods.loader import get_method
+from metabench.methods.registry import get_card
 from metabench.runner.environment import resolve_device
 
 VALIDATION_EPISODES = 100  # at most: validation tracks the trend, the test set measures the result
@@ -24,7 +26,7 @@ class Prepared:
     """A run ready to start: the resolved spec, its data on the device and a freshly seeded method."""
 
     spec: RunSpec  # meta_steps and eval_episodes resolved from the preset
-    method_class: type[Method]
+    card: MethodCard
     method: Method
     data: Any  # metabench.data.ProtocolData
     device: torch.device
@@ -38,7 +40,7 @@ class Resolved:
     """A spec checked without data: its budget filled in, and what of it departs from the preset."""
 
     spec: RunSpec
-    method_class: type[Method]
+    card: MethodCard
     validate_every: int
     # Every value the user set over the preset: meta_steps and eval_episodes when they differ from it,
     # and each --set key. Records carry it so a board can say "overridden" beside a budget.
@@ -51,13 +53,13 @@ def resolve_spec(spec: RunSpec) -> Resolved:
     Raises MetabenchError with a one-line message naming the bad value and the fix.
     """
     try:
-        method_class = get_method(spec.method)
+        card = get_card(spec.method)
     except ValueError as exc:
         raise MetabenchError(f"{exc}; see `metabench methods`") from None
     if spec.protocol not in PROTOCOLS:
         raise MetabenchError(f"unknown protocol {spec.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    if spec.preset not in PRESETS or spec.preset not in method_class.presets:
-        choices = [p for p in PRESETS if p in method_class.presets]
+    if spec.preset not in PRESETS or spec.preset not in card.presets:
+        choices = [p for p in PRESETS if p in card.presets]
         raise MetabenchError(
             f"unknown preset {spec.preset!r} for {spec.method}; choose one of {', '.join(choices)}"
         )
@@ -65,7 +67,7 @@ def resolve_spec(spec: RunSpec) -> Resolved:
         spec.episode.validate()
     except ValueError as exc:
         raise MetabenchError(str(exc)) from None
-    preset = method_class.preset_for(spec.preset, spec.episode)
+    preset = card.preset_for(spec.preset, spec.episode)
     meta_steps = preset.meta_steps if spec.meta_steps is None else spec.meta_steps
     eval_episodes = preset.eval_episodes if spec.eval_episodes is None else spec.eval_episodes
     try:
@@ -74,11 +76,11 @@ def resolve_spec(spec: RunSpec) -> Resolved:
         check_count("--seed", spec.seed, minimum=0)
     except ValueError as exc:
         raise MetabenchError(str(exc)) from None
-    if not method_class.needs_training:
+    if not card.needs_training:
         meta_steps = 0  # nothing to train: the budget is the evaluation alone
     resolved = replace(spec, meta_steps=meta_steps, eval_episodes=eval_episodes)
     overrides: dict[str, Any] = {}
-    if method_class.needs_training and meta_steps != preset.meta_steps:
+    if card.needs_training and meta_steps != preset.meta_steps:
         overrides["meta_steps"] = meta_steps
     if eval_episodes != preset.eval_episodes:
         overrides["eval_episodes"] = eval_episodes
@@ -89,7 +91,7 @@ def resolve_spec(spec: RunSpec) -> Resolved:
         validate_every = preset.validate_every
     else:
         validate_every = max(1, meta_steps // CHECKPOINTS_PER_RUN)
-    return Resolved(resolved, method_class, validate_every, overrides)
+    return Resolved(resolved, card, validate_every, overrides)
 
 
 def prepare(
@@ -101,10 +103,11 @@ def prepare(
     spec has its budget filled in, so they cannot be told apart from the preset's values again).
     """
     resolved = resolve_spec(spec)
-    spec, method_class, validate_every = resolved.spec, resolved.method_class, resolved.validate_every
+    spec, card, validate_every = resolved.spec, resolved.card, resolved.validate_every
     try:
-        config = method_class.make_config(spec.preset, dict(spec.overrides), spec.episode)
-    except (ValueError, TypeError) as exc:
+        config = card.make_config(spec.preset, dict(spec.overrides), spec.episode)
+        method_class = get_method(spec.method)
+    except ValueError as exc:
         raise MetabenchError(str(exc)) from None
     device = resolve_device(spec.device)
     data = load_protocol(spec.protocol, device, data_dir=data_dir)
@@ -127,13 +130,16 @@ def prepare(
         raise MetabenchError(f"{exc}; change that option") from None
     # The method's initial weights come from the global generator: seed it just before.
     torch.manual_seed(spec.seed)
+    context = TrainingContext(
+        spec.episode, device, data.train, data.val, torch.Generator().manual_seed(spec.seed)
+    )
     try:
-        method = method_class(config, spec.episode, device, data.train.num_classes)
+        method = method_class(config, context)
     except ValueError as exc:
         raise MetabenchError(f"{spec.method}: {exc}") from None
     return Prepared(
         spec=spec,
-        method_class=method_class,
+        card=card,
         method=method,
         data=data,
         device=device,

@@ -25,6 +25,7 @@ class TrainingState:
     window_loss: float = 0.0
     window_accuracy: float = 0.0
     window_steps: int = 0
+    window_metrics: dict[str, float] = field(default_factory=dict)  # sums of the method's own scalars
     train_time_s: float = 0.0
     tasks: int = 0
 
@@ -32,6 +33,8 @@ class TrainingState:
         self.step = step
         self.window_loss += stats.loss
         self.window_accuracy += stats.accuracy
+        for name, value in stats.metrics.items():
+            self.window_metrics[name] = self.window_metrics.get(name, 0.0) + value
         self.window_steps += 1
         self.train_time_s += seconds
 
@@ -39,13 +42,14 @@ class TrainingState:
         """Add a curve point with the means over the steps since the previous point."""
         if self.window_steps == 0:
             return
+        steps = self.window_steps
+        metrics = {name: total / steps for name, total in self.window_metrics.items()}
         self.curve.append(
-            CurvePoint(
-                self.step, self.window_loss / self.window_steps, self.window_accuracy / self.window_steps
-            )
+            CurvePoint(self.step, self.window_loss / steps, self.window_accuracy / steps, None, metrics)
         )
         self.window_loss = self.window_accuracy = 0.0
         self.window_steps = 0
+        self.window_metrics = {}
 
     def set_validation(self, accuracy: float) -> None:
         """Attach a validation accuracy to the point of the current step (creating it if needed)."""
@@ -58,6 +62,7 @@ class TrainingState:
             "step": self.step,
             "curve": [point.to_dict() for point in self.curve],
             "window": [self.window_loss, self.window_accuracy, self.window_steps],
+            "window_metrics": dict(self.window_metrics),
             "train_time_s": self.train_time_s,
             "tasks": self.tasks,
         }
@@ -71,6 +76,7 @@ class TrainingState:
             window_loss=float(loss),
             window_accuracy=float(accuracy),
             window_steps=int(steps),
+            window_metrics={str(k): float(v) for k, v in data.get("window_metrics", {}).items()},
             train_time_s=float(data["train_time_s"]),
             tasks=int(data["tasks"]),
         )
@@ -91,11 +97,14 @@ class ProgressMeter:
         self.last_emit: float | None = None
         self.losses: deque[float] = deque(maxlen=RUNNING_WINDOW)
         self.accuracies: deque[float] = deque(maxlen=RUNNING_WINDOW)
+        self.metrics: dict[str, deque[float]] = {}
 
     def update(self, step: int, stats: StepStats) -> Progress | None:
         """Record a step; return an event when one is due (the first, the last, then every 0.1 s)."""
         self.losses.append(stats.loss)
         self.accuracies.append(stats.accuracy)
+        for name, value in stats.metrics.items():
+            self.metrics.setdefault(name, deque(maxlen=RUNNING_WINDOW)).append(value)
         now = time.perf_counter()
         due = (
             self.last_emit is None or step == self.total_steps or now - self.last_emit >= PROGRESS_INTERVAL_S
@@ -110,6 +119,7 @@ class ProgressMeter:
             total_steps=self.total_steps,
             loss=sum(self.losses) / len(self.losses),
             accuracy=sum(self.accuracies) / len(self.accuracies),
+            metrics={name: sum(values) / len(values) for name, values in self.metrics.items()},
             steps_per_s=rate,
             eta_s=(self.total_steps - step) / rate if rate else None,
         )

@@ -17,7 +17,7 @@ from metabench import paths
 from metabench.tui.screens.catalog import CatalogScreen
 
 if TYPE_CHECKING:
-    from metabench.tui.methods_info import MethodInfo
+    from metabench.methods.card import MethodCard
     from metabench.tui.run_process import RunRequest
     from metabench.tui.screens.leaderboard import LeaderboardScreen
     from metabench.tui.screens.runs import RunsScreen
@@ -67,24 +67,24 @@ class MetabenchApp(App[None]):
         super().__init__()
         self.db_path: Path = paths.database_path(db_path)
         self.theme = DARK_THEME
-        self.methods: list[MethodInfo] | None = None
+        self.methods: list[MethodCard] | None = None
         self.methods_error: str | None = None
         self._methods_lock = threading.Lock()
 
     # --- the method list (blocking: call from a thread worker) --------------------------------
 
-    def fetch_methods(self) -> list[MethodInfo] | None:
-        """The benchmark methods, loaded once per app; None (and methods_error set) when unavailable.
+    def fetch_methods(self) -> list[MethodCard] | None:
+        """The methods' cards, loaded once per app; None (and methods_error set) when unavailable.
 
-        Fetched on first need (the run form, a paper's "benchmark this"), not at start: the first
-        ever fetch starts a subprocess that imports torch, which the first paint must not wait for.
+        Cards need no torch, but installed plugins' cards are found through their packages' entry
+        points, which the first paint need not wait for: fetched on first need, in a thread.
         """
-        from metabench.tui.methods_info import load_methods
+        from metabench.methods.registry import all_cards
 
         with self._methods_lock:
             if self.methods is None and self.methods_error is None:
                 try:
-                    self.methods = load_methods()
+                    self.methods = all_cards()
                 except Exception as exc:  # noqa: BLE001 - any failure becomes a message in the form
                     self.methods_error = str(exc)
             return self.methods

@@ -180,6 +180,7 @@ class RunSnapshot:
     eta_s: float | None
     losses: tuple[float, ...]
     accuracies: tuple[float, ...]
+    metrics: tuple[tuple[str, float], ...]  # the method's own scalars, latest running means
     final_accuracy: float | None
     final_ci95: float | None
     episodes: int | None
@@ -222,6 +223,7 @@ class LiveRun:
     eta_s: float | None = None
     losses: Curve = field(default_factory=Curve)
     accuracies: Curve = field(default_factory=Curve)
+    metrics: dict[str, float] = field(default_factory=dict)
     final_accuracy: float | None = None
     final_ci95: float | None = None
     episodes: int | None = None
@@ -249,6 +251,10 @@ class LiveRun:
                 self.losses.append(self.loss)
             if self.accuracy is not None:
                 self.accuracies.append(self.accuracy)
+            metrics = event.get("metrics")
+            if isinstance(metrics, Mapping):
+                values = {str(name): _float(value, None) for name, value in metrics.items()}
+                self.metrics = {name: value for name, value in values.items() if value is not None}
         elif kind == "validation":
             self.val_accuracy = _float(event.get("accuracy"), self.val_accuracy)
         elif kind == "testing":
@@ -297,6 +303,7 @@ class LiveRun:
             eta_s=self.eta_s,
             losses=tuple(self.losses.points),
             accuracies=tuple(self.accuracies.points),
+            metrics=tuple(sorted(self.metrics.items())),
             final_accuracy=self.final_accuracy,
             final_ci95=self.final_ci95,
             episodes=self.episodes,

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from metabench.data.episode import Episode
-from metabench.methods.base import Method, Preset, StepStats
-from metabench.methods.common import require_choice, squared_distances
-from metabench.methods.registry import register
+from metabench.methods.base import Method, StepStats
+from metabench.methods.baselines.cards import PIXELS_NN
+from metabench.methods.card import MethodCard
+from metabench.methods.common import squared_distances
 
 if TYPE_CHECKING:
     from metabench.data.episodes import EpisodeSampler
 
 
-@dataclass(frozen=True)
-class PixelsNNConfig:
-    """Which distance compares two flattened images."""
-
-    metric: str = "euclidean"  # or "cosine"
-
-    def __post_init__(self) -> None:
-        require_choice("metric", self.metric, ("euclidean", "cosine"))
-
-
-@register
 class PixelsNN(Method):
     """1-nearest-neighbour on raw pixels: a query takes the label of the closest support image.
 
@@ -35,17 +24,7 @@ class PixelsNN(Method):
     al. (NIPS 2016) and Koch et al. (2015) report such baselines on Omniglot.
     """
 
-    name: ClassVar[str] = "pixels-nn"
-    family = "baseline"
-    paper: ClassVar[str] = "raw-pixel nearest neighbour"
-    cite_key: ClassVar[str | None] = None
-    config_class: ClassVar[type] = PixelsNNConfig
-    needs_training: ClassVar[bool] = False
-    presets: ClassVar[dict[str, Preset]] = {
-        "smoke": Preset(meta_steps=0, eval_episodes=64),
-        "quick": Preset(meta_steps=0, eval_episodes=1000),
-        "paper": Preset(meta_steps=0, eval_episodes=1000),
-    }
+    card: ClassVar[MethodCard] = PIXELS_NN
 
     def meta_train_step(self, sampler: EpisodeSampler, generator: torch.Generator) -> StepStats:
         raise RuntimeError("pixels-nn has nothing to train (needs_training is False); call predict() only")

@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metabench.config import EpisodeSpec
 from metabench.data.episode import Episode
-from metabench.methods.base import Method, Preset, StepStats
-from metabench.methods.common import accuracy, require_positive
-from metabench.methods.registry import register
+from metabench.methods.base import Method, StepStats, TrainingContext
+from metabench.methods.baselines.cards import PRETRAIN
+from metabench.methods.card import Config, MethodCard
+from metabench.methods.common import accuracy
 from metabench.models.conv4 import Conv4
 
 if TYPE_CHECKING:
     from metabench.data.episodes import EpisodeSampler
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Ordinary supervised pre-training, then a logistic-regression head per test task."""
-
-    batch_size: int = 128  # labeled training images per step
-    lr: float = 1e-3  # Adam
-    hidden: int = 64
-    head_steps: int = 100  # full-batch Adam steps that fit each task's new linear head
-    head_lr: float = 0.1
-    head_weight_decay: float = 1e-3
-    # L2-normalize the frozen features before the head, so one head_lr suits every backbone.
-    normalize: bool = True
-
-    def __post_init__(self) -> None:
-        require_positive(
-            batch_size=self.batch_size,
-            lr=self.lr,
-            hidden=self.hidden,
-            head_steps=self.head_steps,
-            head_lr=self.head_lr,
-        )
-        if self.head_weight_decay < 0:
-            raise ValueError(f"head_weight_decay must be >= 0; got {self.head_weight_decay!r}")
 
 
 def fit_linear_heads(
@@ -67,7 +41,6 @@ def fit_linear_heads(
     return weight.detach(), bias.detach()
 
 
-@register
 class Pretrain(Method):
     """Pre-train + fine-tune: the transfer-learning baseline that meta-learning has to beat.
 
@@ -77,30 +50,14 @@ class Pretrain(Method):
     (BatchNorm in eval mode) and a new linear head is fitted on the support features alone.
     """
 
-    name: ClassVar[str] = "pretrain"
-    family = "baseline"
-    paper: ClassVar[str] = "lecture baseline (cf. Chen et al., ICLR 2019)"
-    cite_key: ClassVar[str | None] = None
-    config_class: ClassVar[type] = PretrainConfig
-    presets: ClassVar[dict[str, Preset]] = {
-        "smoke": Preset(
-            meta_steps=40, eval_episodes=64, config={"batch_size": 64, "head_steps": 50}, validate_every=40
-        ),
-        # The same CPU time as MAML's quick 5-way run (1000 meta-batches of 16 tasks, about 340 s of
-        # one core; a step of 128 images costs about 0.26 s): 1300 steps, 166,400 images.
-        "quick": Preset(meta_steps=1300, eval_episodes=1000, validate_every=260),
-        # Chen et al. train their baselines for hundreds of epochs; 30,000 steps of 128 images is
-        # about 47 passes over the 82,240 Vinyals training images.
-        "paper": Preset(meta_steps=30_000, eval_episodes=1000),
-    }
+    card: ClassVar[MethodCard] = PRETRAIN
 
-    def __init__(
-        self, config: PretrainConfig, episode: EpisodeSpec, device: torch.device, num_train_classes: int
-    ):
-        super().__init__(config, episode, device, num_train_classes)
+    def __init__(self, config: Config, context: TrainingContext):
+        super().__init__(config, context)
+        device = context.device
         self.backbone = Conv4(hidden=config.hidden, downsample="maxpool")
         self.model = nn.Sequential(
-            self.backbone, nn.Linear(self.backbone.out_features, num_train_classes)
+            self.backbone, nn.Linear(self.backbone.out_features, context.num_train_classes)
         ).to(device)
         if device.type == "cpu":
             self.backbone.use_channels_last()

@@ -2,55 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from metabench.config import EpisodeSpec
 from metabench.data.episode import Episode
-from metabench.methods.base import Method, Preset, StepStats
-from metabench.methods.common import (
-    accuracy,
-    class_means,
-    require_choice,
-    require_positive,
-    squared_distances,
-    training_episode,
-)
-from metabench.methods.registry import register
+from metabench.methods.base import Method, StepStats, TrainingContext
+from metabench.methods.card import Config, MethodCard
+from metabench.methods.common import accuracy, class_means, squared_distances, training_episode
+from metabench.methods.compare.cards import PROTONET
 from metabench.models.conv4 import Conv4
 
 if TYPE_CHECKING:
     from metabench.data.episodes import EpisodeSampler
-
-
-@dataclass(frozen=True)
-class ProtoNetConfig:
-    """Snell et al.'s Omniglot training: 60-way episodes, 5 queries per class, as many shots as at test."""
-
-    train_ways: int = 60
-    train_shots: int = 1  # `paper_config` sets it to the test episode's shots
-    train_queries: int = 5
-    meta_batch: int = 1  # episodes per update; the paper uses one
-    lr: float = 1e-3  # Adam
-    lr_halve_every: int = 2000  # episodes between halvings of the learning rate
-    hidden: int = 64
-    # "vectorized": one backbone pass for all tasks of a batch; "loop": one task at a time (reference).
-    strategy: str = "vectorized"
-
-    def __post_init__(self) -> None:
-        require_positive(
-            train_ways=self.train_ways,
-            train_shots=self.train_shots,
-            train_queries=self.train_queries,
-            meta_batch=self.meta_batch,
-            lr=self.lr,
-            lr_halve_every=self.lr_halve_every,
-            hidden=self.hidden,
-        )
-        require_choice("strategy", self.strategy, ("vectorized", "loop"))
 
 
 def prototype_logits(
@@ -60,7 +25,6 @@ def prototype_logits(
     return -squared_distances(query_features, class_means(support_features, support_labels, ways))
 
 
-@register
 class ProtoNet(Method):
     """Prototypical Networks: a Conv-4 embedding; a query's class is the nearest class mean (prototype).
 
@@ -70,35 +34,11 @@ class ProtoNet(Method):
     in eval mode at test time, so tasks are classified independently: not transductive.
     """
 
-    name: ClassVar[str] = "protonet"
-    family = "B"
-    paper: ClassVar[str] = "Snell et al., NIPS 2017"
-    cite_key: ClassVar[str | None] = "snell2017prototypical"
-    config_class: ClassVar[type] = ProtoNetConfig
-    presets: ClassVar[dict[str, Preset]] = {
-        "smoke": Preset(meta_steps=20, eval_episodes=64, config={"train_ways": 20}, validate_every=20),
-        # 30-way episodes (half the paper's cost) at 3x the learning rate, halved every 500: 1000
-        # episodes halved every 400 reached 96.8% on 5w1s (validation flat from 600 on); 1500 train
-        # in about 8 minutes on a 2-core CPU.
-        "quick": Preset(
-            meta_steps=1500,
-            eval_episodes=1000,
-            config={"train_ways": 30, "lr": 3e-3, "lr_halve_every": 500},
-            validate_every=250,
-        ),
-        # Snell et al. train until the validation loss stops improving; 20,000 episodes is about where
-        # their Omniglot runs end (their code halves the rate every 20 epochs of 100 episodes).
-        "paper": Preset(meta_steps=20_000, eval_episodes=1000),
-    }
+    card: ClassVar[MethodCard] = PROTONET
 
-    @classmethod
-    def paper_config(cls, episode: EpisodeSpec) -> dict[str, Any]:
-        return {"train_shots": episode.shots}
-
-    def __init__(
-        self, config: ProtoNetConfig, episode: EpisodeSpec, device: torch.device, num_train_classes: int
-    ):
-        super().__init__(config, episode, device, num_train_classes)
+    def __init__(self, config: Config, context: TrainingContext):
+        super().__init__(config, context)
+        device = context.device
         self.model = Conv4(hidden=config.hidden, downsample="maxpool").to(device)
         if device.type == "cpu":
             self.model.use_channels_last()
@@ -110,7 +50,7 @@ class ProtoNet(Method):
             config.train_ways,
             config.train_shots,
             config.train_queries,
-            num_train_classes,
+            context.num_train_classes,
             ("train_ways", "train_shots", "train_queries"),
         )
 
@@ -158,9 +98,10 @@ class ProtoNet(Method):
                 losses.append(task_loss.detach())
                 accs.append(accuracy(logits, batch.query_labels[t]))
             loss, acc = torch.stack(losses).mean(), torch.stack(accs).mean()
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this step took (the schedule halves it)
         self.optimizer.step()
         self.scheduler.step()
-        return StepStats(loss=loss.item(), accuracy=acc.item())
+        return StepStats(loss=loss.item(), accuracy=acc.item(), metrics={"lr": lr})
 
     @torch.no_grad()
     def predict(self, episode: Episode) -> torch.Tensor:

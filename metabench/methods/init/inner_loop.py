@@ -1,19 +1,23 @@
-"""MAML's inner loop, twice: vectorized over tasks with torch.func, and as a per-task autograd loop.
+"""The inner loop of gradient-based meta-learners: adapt a batch of tasks from shared parameters.
 
-Both compute the same maths. For every task t of a batch: start from the shared parameters,
-take `steps` gradient steps of size `lr` on the support loss, then score the query set with the
-adapted parameters. With `first_order` the inner gradients are treated as constants, which gives
-first-order MAML's meta-gradient (Finn et al. 2017, section 5.2; Nichol et al. 2018).
+A public library for family A (MAML, first-order MAML, and Meta-SGD, MAML++ or ANIL on top of it). For
+every task t of a batch: start from the given parameters, take `steps` gradient steps on the support
+loss, and return the adapted parameters (or score the query set with them). Step sizes may be one
+number, one per parameter (a number or a learned tensor shaped like it, as in Meta-SGD), one per step,
+or one per step and parameter (MAML++); learned tensors receive meta-gradients. With `first_order`
+the inner gradients are treated as constants (Finn et al. 2017, section 5.2; Nichol et al. 2018).
+Parameters left out of `InnerLoop.adapted` stay as given (ANIL adapts the head alone).
 
-- `vectorized`: `torch.func.vmap` over the task dimension of `torch.func.grad` inner steps; one
-  call evaluates the whole batch, and outer autograd differentiates through it (second order).
-- `loop`: the reference as learn2learn writes it, one task at a time with
-  `torch.autograd.grad(create_graph=...)`, backpropagating each task's query loss separately.
+Two implementations of the same maths:
+- vectorized (`adapt`, `vectorized_query`): `torch.func.vmap` over the task dimension of
+  `torch.func.grad` inner steps; outer autograd differentiates through them (second order).
+- loop (`adapt_task_autograd`, `loop_query`): the reference as learn2learn writes it, one task at a time
+  with `torch.autograd.grad(create_graph=...)`, backpropagating each task's query loss separately.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -27,15 +31,34 @@ from metabench.data.episode import Episode
 
 Strategy = Literal["vectorized", "loop"]
 Params = dict[str, torch.Tensor]
+# One number for every parameter, or one per parameter name: a number or a tensor broadcastable to it.
+StepSize = float | Mapping[str, float | torch.Tensor]
 
 
 @dataclass(frozen=True)
 class InnerLoop:
-    """How a task adapts: number of gradient steps, their size, and whether second order terms flow."""
+    """How a task adapts: the number of gradient steps, their sizes, and whether second-order terms flow.
+
+    `lr` is a StepSize used at every step, or a sequence of `steps` StepSizes, one per step.
+    `adapted` names the parameters that take steps (None: all of them).
+    """
 
     steps: int
-    lr: float
+    lr: StepSize | Sequence[StepSize]
     first_order: bool = False
+    adapted: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lr, Sequence) and len(self.lr) != self.steps:
+            raise ValueError(f"{len(self.lr)} step sizes given for {self.steps} inner steps")
+
+    def step_size(self, step: int, name: str) -> float | torch.Tensor:
+        """The size of inner step `step` (from 0) for the parameter called `name`."""
+        size = self.lr[step] if isinstance(self.lr, Sequence) else self.lr
+        return size[name] if isinstance(size, Mapping) else size
+
+    def takes_steps(self, name: str) -> bool:
+        return self.adapted is None or name in self.adapted
 
 
 def support_loss(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -50,53 +73,63 @@ def support_loss(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Ten
     return F.cross_entropy(logits, y, reduction="sum") / shots
 
 
+def _step(inner: InnerLoop, step: int, params: Params, grads: Params) -> Params:
+    """`params` after inner step `step`: each parameter with a gradient moves, the others stay."""
+    return {
+        name: p - inner.step_size(step, name) * grads[name] if name in grads else p
+        for name, p in params.items()
+    }
+
+
+def _moving_loss(
+    model: nn.Module, moving: Params, fixed: Params, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    return support_loss(model, {**fixed, **moving}, x, y)
+
+
 def adapt_task(
     model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, inner: InnerLoop
 ) -> Params:
-    """One task's adapted parameters: `inner.steps` plain gradient steps on its support loss, written for
-    torch.func (vmap it over tasks; outer autograd differentiates through it unless first order)."""
-    for _ in range(inner.steps):
-        grads = grad(partial(support_loss, model))(params, x, y)
+    """One task's adapted parameters, written for torch.func (vmap it over tasks, as `adapt` does).
+
+    Only the parameters that take steps are differentiated (ANIL's inner loop costs the head alone).
+    """
+    for step in range(inner.steps):
+        moving = {name: p for name, p in params.items() if inner.takes_steps(name)}
+        fixed = {name: p for name, p in params.items() if not inner.takes_steps(name)}
+        grads = grad(partial(_moving_loss, model))(moving, fixed, x, y)
         if inner.first_order:
             grads = {name: g.detach() for name, g in grads.items()}
-        params = {name: p - inner.lr * grads[name] for name, p in params.items()}
+        params = _step(inner, step, params, grads)
     return params
 
 
-def adapted_logits(
-    model: nn.Module,
-    inner: InnerLoop,
-    params: Params,
-    support: torch.Tensor,
-    support_labels: torch.Tensor,
-    query: torch.Tensor,
-) -> torch.Tensor:
-    """Adapt to one task's support set (traced by torch.func); its query logits [N*Q, N]."""
-    return functional_call(model, adapt_task(model, params, support, support_labels, inner), (query,))
+def adapt(
+    model: nn.Module, params: Params, support: torch.Tensor, support_labels: torch.Tensor, inner: InnerLoop
+) -> Params:
+    """Every task's adapted parameters, vectorized: support [B, n, C, H, W] -> each parameter [B, ...].
+
+    Differentiable with respect to `params` and to learned step sizes (unless first order).
+    """
+    per_task = vmap(partial(adapt_task, model, inner=inner), in_dims=(None, 0, 0))
+    return per_task(params, support, support_labels)
 
 
-def _task_query(
-    model: nn.Module,
-    inner: InnerLoop,
-    params: Params,
-    support: torch.Tensor,
-    support_labels: torch.Tensor,
-    query: torch.Tensor,
-    query_labels: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adapt to one task's support set; return its query loss and query accuracy."""
-    logits = adapted_logits(model, inner, params, support, support_labels, query)
-    loss = F.cross_entropy(logits, query_labels)
-    accuracy = (logits.argmax(dim=-1) == query_labels).float().mean()
-    return loss, accuracy
+def query_logits(model: nn.Module, adapted: Params, query: torch.Tensor) -> torch.Tensor:
+    """Each task's query logits [B, N*Q, N] under its own adapted parameters (from `adapt`)."""
+    return vmap(partial(functional_call, model))(adapted, (query,))
 
 
 def vectorized_query(
     model: nn.Module, params: Params, episode: Episode, inner: InnerLoop
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Query losses and accuracies of every task, float [B] each, differentiable w.r.t. `params`."""
-    per_task = vmap(partial(_task_query, model, inner), in_dims=(None, 0, 0, 0, 0))
-    return per_task(params, episode.support, episode.support_labels, episode.query, episode.query_labels)
+    logits = query_logits(
+        model, adapt(model, params, episode.support, episode.support_labels, inner), episode.query
+    )
+    losses = F.cross_entropy(logits.transpose(1, 2), episode.query_labels, reduction="none").mean(dim=1)
+    accuracies = (logits.argmax(dim=-1) == episode.query_labels).float().mean(dim=1)
+    return losses, accuracies
 
 
 def adapt_task_autograd(
@@ -104,13 +137,14 @@ def adapt_task_autograd(
 ) -> Params:
     """`adapt_task` with plain autograd, one task at a time; `train` keeps the graph of the inner
     gradients (second order) so the outer loss can flow back through them."""
-    for _ in range(inner.steps):
+    for step in range(inner.steps):
+        moving = [name for name in params if inner.takes_steps(name)]
         with torch.enable_grad():
             loss = support_loss(model, params, x, y)
             grads = torch.autograd.grad(
-                loss, list(params.values()), create_graph=train and not inner.first_order
+                loss, [params[name] for name in moving], create_graph=train and not inner.first_order
             )
-        params = {name: p - inner.lr * g for (name, p), g in zip(params.items(), grads, strict=True)}
+        params = _step(inner, step, params, dict(zip(moving, grads, strict=True)))
     return params
 
 

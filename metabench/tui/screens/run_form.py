@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select
 
 from metabench.config import DEVICES, PRESETS, PROTOCOLS
-from metabench.tui.methods_info import MethodInfo
+from metabench.methods.card import MethodCard
 from metabench.tui.run_process import RunRequest, request_from_form, validate_form
 
 FAMILY_TAGS = {"A": "A init", "B": "B compare", "C": "C other", "baseline": "baseline"}
@@ -77,7 +77,7 @@ class RunFormScreen(ModalScreen[RunRequest | None]):
         error = getattr(self.app, "methods_error", None)
         self.app.call_from_thread(self._show_methods, methods, error)
 
-    def _show_methods(self, methods: list[MethodInfo] | None, error: str | None) -> None:
+    def _show_methods(self, methods: list[MethodCard] | None, error: str | None) -> None:
         select = self.query_one("#method", Select)
         if methods is None:
             select.prompt = "methods unavailable"

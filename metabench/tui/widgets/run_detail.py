@@ -82,3 +82,22 @@ class RunDetail(VerticalScroll):
                 last = values[-1]
                 text = f"{last:.3f}" if field == "loss" else f"{fmt.fraction(last, 1)}%"
                 row.query_one(".curve-value", Label).update(f"{text}  ({len(values)} pts)")
+        self._show_metrics(record)
+
+    def _show_metrics(self, record: RunRecord) -> None:
+        """One row per named scalar the method reported (a gradient norm, a learned step size)."""
+        self.query(".metric-curve").remove()
+        names = sorted({name for point in record.curve for name in point.metrics})
+        rows = []
+        for name in names:
+            values = [point.metrics[name] for point in record.curve if name in point.metrics]
+            rows.append(
+                Horizontal(
+                    Label(name, classes="curve-label"),
+                    Sparkline(values, summary_function=max, classes="curve"),
+                    Label(f"{values[-1]:.4g}  ({len(values)} pts)", classes="curve-value"),
+                    classes="detail-curve metric-curve",
+                )
+            )
+        if rows:
+            self.mount_all(rows)

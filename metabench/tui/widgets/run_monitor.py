@@ -7,6 +7,7 @@ import signal
 from collections import deque
 from pathlib import Path
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -72,6 +73,7 @@ class RunMonitor(Vertical):
             yield Label("acc", classes="curve-label")
             yield Sparkline([], summary_function=max, classes="acc-curve")
             yield Label("-", classes="curve-value acc-value")
+        yield Label("", classes="monitor-metrics")
         yield Label("", classes="monitor-error")
         with Horizontal(classes="monitor-buttons"):
             yield Button("Cancel", variant="error", classes="cancel-run", compact=True)
@@ -205,6 +207,11 @@ class RunMonitor(Vertical):
         self.query_one(".acc-curve", Sparkline).data = list(snapshot.accuracies)
         self.query_one(".loss-value", Label).update("-" if snapshot.loss is None else f"{snapshot.loss:.3f}")
         self.query_one(".acc-value", Label).update(self._accuracy_text(snapshot))
+        metrics = self.query_one(".monitor-metrics", Label)
+        metrics.update(
+            "  ".join(f"[dim]{escape(name)}[/dim] {value:.4g}" for name, value in snapshot.metrics)
+        )
+        metrics.display = bool(snapshot.metrics)
         error = self.query_one(".monitor-error", Label)
         error.update(f"error: {snapshot.error}" if snapshot.error else "")
         error.display = bool(snapshot.error)
