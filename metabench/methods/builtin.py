@@ -3,5 +3,6 @@
 from metabench.methods.baselines import cards as baselines
 from metabench.methods.compare import cards as compare
 from metabench.methods.init import cards as init
+from metabench.methods.other import cards as other
 
-BUILTIN_CARDS = (*init.CARDS, *compare.CARDS, *baselines.CARDS)
+BUILTIN_CARDS = (*init.CARDS, *compare.CARDS, *other.CARDS, *baselines.CARDS)

@@ -178,10 +178,13 @@ class Config(Mapping[str, Any]):
         object.__setattr__(self, "_values", dict(values))
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"method {self._method!r} has no config key {name!r}") from None
+        values = self.__dict__.get("_values", {})  # absent while copy or pickle rebuild the object
+        if name not in values:
+            raise AttributeError(f"method {self.__dict__.get('_method')!r} has no config key {name!r}")
+        return values[name]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Config, (self._method, self._values)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("a method's config is frozen; build a new one with MethodCard.make_config")
@@ -209,8 +212,9 @@ class MethodCard:
 
     `implementation` names the Method subclass as "package.module:Class"; it is imported only to train
     or test. `episode_values` gives the paper's values that depend on the task shape (MAML's 20-way
-    settings); `presets_20_way` replaces `presets` for 20 and more ways, where a method's cost grows so
-    much that one budget cannot fit both.
+    settings). `presets` are the budgets of 5-way 1-shot tasks; `presets_by_shape`, when given, the
+    budgets of any shape, for a method whose cost grows so much with the ways or shots that one
+    budget cannot fit all (MAML's 20-way quick run, SNAIL's tasks per step).
     """
 
     name: str
@@ -229,7 +233,7 @@ class MethodCard:
     # best validation accuracy (MAML++ selects so).
     model_selection: str = "last"
     episode_values: Callable[[EpisodeSpec], dict[str, Any]] = _no_episode_values
-    presets_20_way: dict[str, Preset] | None = None
+    presets_by_shape: Callable[[EpisodeSpec], dict[str, Preset]] | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILY_NAMES:
@@ -263,7 +267,7 @@ class MethodCard:
 
     def preset_for(self, preset: str, episode: EpisodeSpec) -> Preset:
         """The budget `preset` gives this episode shape."""
-        presets = self.presets_20_way if self.presets_20_way and episode.ways >= 20 else self.presets
+        presets = self.presets_by_shape(episode) if self.presets_by_shape else self.presets
         if preset not in presets:
             choices = [p for p in PRESETS if p in presets]
             raise ValueError(

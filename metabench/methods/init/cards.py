@@ -77,7 +77,7 @@ MAML = MethodCard(
     implementation="metabench.methods.init.maml:Maml",
     fields=MAML_FIELDS,
     presets=budgets(first_order=False, twenty_way=False),
-    presets_20_way=budgets(first_order=False, twenty_way=True),
+    presets_by_shape=lambda episode: budgets(first_order=False, twenty_way=episode.ways >= 20),
     # BatchNorm normalizes with the statistics of the current batch at test time too, as MAML's code.
     transductive=True,
     episode_values=maml_episode_values,
@@ -92,7 +92,7 @@ FOMAML = MethodCard(
     implementation="metabench.methods.init.maml:FoMaml",
     fields=MAML_FIELDS,
     presets=budgets(first_order=True, twenty_way=False),
-    presets_20_way=budgets(first_order=True, twenty_way=True),
+    presets_by_shape=lambda episode: budgets(first_order=True, twenty_way=episode.ways >= 20),
     transductive=True,
     episode_values=maml_episode_values,
 )
