@@ -18,6 +18,7 @@ from metabench.leaderboard import (
     RunRecord,
     build_leaderboards,
     delete_run,
+    find_published,
     get_run,
     ingest_directory,
     list_runs,
@@ -224,7 +225,6 @@ def test_boards_of_different_eval_seeds_are_never_merged(db) -> None:
 
 
 def test_published_lookup_prefers_the_matching_evaluation() -> None:
-    from metabench.leaderboard import find_published
 
     published = load_published()
     assert find_published(published, "reptile", "vinyals", 5, 1, transductive=False).accuracy == 95.39
@@ -290,3 +290,16 @@ def test_invalid_records_name_the_problem() -> None:
         RunRecord.from_dict(
             {**data, "spec": {**data["spec"], "episode": {"ways": 5, "shots": 10, "queries": 15}}}
         )
+
+
+def test_a_method_without_a_published_number_says_so(db) -> None:
+    published = load_published()
+    lstm = find_published(published, "lstm-optimizer", "vinyals", 5, 1, transductive=False)
+    assert lstm is not None and lstm.accuracy is None and "no published Omniglot number" in lstm.note
+    save_record(db, make_record("0b0b", "lstm-optimizer", 0.6, episodes=100))
+    [board] = build_leaderboards(db)
+    [row] = board.rows
+    assert (row.published, row.difference) == (None, None) and row.published_paper
+    document = render_markdown([board])
+    assert "| none published [1] | - |" in document
+    assert "1. lstm-optimizer: Ravi & Larochelle, ICLR 2017, -; no published Omniglot number" in document

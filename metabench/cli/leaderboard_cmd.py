@@ -69,7 +69,9 @@ def leaderboard_command(
                 str(row.rank),
                 row.method + (" †" if row.transductive else ""),
                 percent_ci_text(row.accuracy, row.ci95),
-                percent_ci_text(row.published, row.published_ci),
+                "none published"
+                if row.published is None and row.published_paper
+                else percent_ci_text(row.published, row.published_ci),
                 "-" if row.difference is None else f"{row.difference:+.2f}",
                 versus,
                 Text(row.budget),  # Text, not markup: a record's strings are data, never styling

@@ -37,7 +37,7 @@ def _section(board: Leaderboard) -> str:
     notes: list[str] = []
     for row in board.rows:
         published = "-"
-        if row.published is not None:
+        if row.published_paper is not None:
             note_number = len(notes) + 1
             notes.append(
                 _one_line(
@@ -86,6 +86,8 @@ def _accuracy(value: float, ci: float | None) -> str:
 
 
 def _published(row: LeaderboardRow) -> str:
+    if row.published is None:
+        return "none published"
     text = _paper_number(row.published)
     return text if row.published_ci is None else f"{text} +- {_paper_number(row.published_ci)}"
 

@@ -17,13 +17,17 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class PublishedResult:
-    """One number from a paper, in percent; `transductive` is None when the paper does not say."""
+    """One number from a paper, in percent; `transductive` is None when the paper does not say.
+
+    `accuracy` is None for a method that no paper reports in this setting: its note says so and why,
+    and the boards show "none published" rather than a silent gap.
+    """
 
     method: str
     protocol: str
     ways: int
     shots: int
-    accuracy: float
+    accuracy: float | None
     ci95: float | None
     transductive: bool | None
     paper: str
@@ -54,7 +58,7 @@ def _load(path: Path) -> tuple[PublishedResult, ...]:
                     protocol=row["protocol"],
                     ways=int(row["ways"]),
                     shots=int(row["shots"]),
-                    accuracy=float(row["accuracy"]),
+                    accuracy=float(row["accuracy"]) if row["accuracy"] else None,
                     ci95=float(row["ci95"]) if row["ci95"] else None,
                     transductive={"yes": True, "no": False, "": None}[row["transductive"]],
                     paper=row["paper"],

@@ -48,7 +48,7 @@ class LeaderboardRow:
     accuracy: float
     ci95: float | None
     episodes: int
-    published: float | None
+    published: float | None  # None with a published_paper: no number is published for this setting
     published_ci: float | None
     published_paper: str | None
     published_note: str | None
@@ -162,7 +162,7 @@ def _rows(
                 published_ci=paper.ci95 if paper else None,
                 published_paper=f"{paper.paper}, {paper.table}" if paper else None,
                 published_note=(paper.note or None) if paper else None,
-                difference=accuracy - paper.accuracy if paper else None,
+                difference=accuracy - paper.accuracy if paper and paper.accuracy is not None else None,
                 p_value_vs_above=p_value,
                 significant_vs_above=None if p_value is None else p_value < SIGNIFICANCE_LEVEL,
                 preset=run.preset,

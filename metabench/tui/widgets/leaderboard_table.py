@@ -70,7 +70,15 @@ _CELLS = {
         Text(fmt.percent_ci(r.accuracy, r.ci95), style="bold", justify="right"),
         r.accuracy,
     ),
-    "published": lambda r: (Text(fmt.percent_ci(r.published, r.published_ci), justify="right"), r.published),
+    "published": lambda r: (
+        Text(
+            "none"
+            if r.published is None and r.published_paper
+            else fmt.percent_ci(r.published, r.published_ci),
+            justify="right",
+        ),
+        r.published,
+    ),
     "difference": _difference,
     "significance": _significance,
     "budget": lambda r: (Text(r.budget), r.meta_steps),
