@@ -33,6 +33,7 @@ TINY = {
     "pretrain": {"batch_size": "16", "head_steps": "5"},
     "pixels-nn": {},
     "snail": {"meta_batch": "2", "hidden": "16"},
+    "lstm-optimizer": {"train_queries": "2", "inner_steps": "2"},
     "mann": {
         "meta_batch": "2",
         "train_queries": "2",
@@ -86,8 +87,18 @@ def assert_same_state(a: dict, b: dict) -> None:
 
 
 def test_registry_holds_the_builtin_methods_by_family() -> None:
-    assert METHOD_NAMES == ["fomaml", "maml", "protonet", "mann", "snail", "pixels-nn", "pretrain"]
+    assert METHOD_NAMES == [
+        "fomaml",
+        "maml",
+        "protonet",
+        "lstm-optimizer",
+        "mann",
+        "snail",
+        "pixels-nn",
+        "pretrain",
+    ]
     assert {card.name: card.family for card in all_cards()} == {
+        "lstm-optimizer": "C",
         "mann": "C",
         "snail": "C",
         "maml": "A",
@@ -328,6 +339,8 @@ LEARNING_BUDGET: dict[str, tuple[int, dict[str, str], float]] = {
     # The smoke preset's small controller and memory; seeds 0 / 1 / 2: 0.200 -> 0.318, 0.199 -> 0.281,
     # 0.197 -> 0.279.
     "mann": (400, {}, 0.04),
+    # The smoke preset; seeds 0 / 1 / 2: 0.267 -> 0.631, 0.265 -> 0.530, 0.315 -> 0.597.
+    "lstm-optimizer": (30, {}, 0.13),
 }
 PRETRAIN_CLASSES = 40
 CHANCE = 1 / LEARNING_EPISODE.ways

@@ -107,6 +107,10 @@ async def test_cancelling_a_run_records_it_as_interrupted_and_it_resumes(db_path
         await wait_until(pilot, lambda: monitor.snapshot.step >= 1, RUN_TIMEOUT, "the first progress event")
         total = monitor.snapshot.total_steps
         assert total == QUICK_PROTONET_STEPS and monitor.snapshot.losses
+        # ProtoNet's own step metric (its learning rate) is shown beside the loss and accuracy.
+        await settle(pilot)
+        assert dict(monitor.snapshot.metrics) == {"lr": 3e-3}
+        assert "lr 0.003" in str(monitor.query_one(".monitor-metrics", Label).render())
         run_id = monitor.snapshot.run_id
         await pilot.press("x")
         await wait_until(pilot, lambda: monitor.snapshot.exited, RUN_TIMEOUT, "the interruption")

@@ -94,8 +94,10 @@ def test_events_fold_into_a_snapshot():
     live.apply(parse_event('{"event": "started", "run_id": "r1", "total_steps": 10}'))
     for step in range(1, 6):
         live.apply({"event": "progress", "step": step, "total_steps": 10, "loss": 2.0 / step,
-                    "accuracy": 0.1 * step, "steps_per_s": 5.0, "eta_s": 10 - step})  # fmt: skip
+                    "accuracy": 0.1 * step, "steps_per_s": 5.0, "eta_s": 10 - step,
+                    "metrics": {"lr": 0.001, "meta_grad_norm": step, "broken": "x"}})  # fmt: skip
     snapshot = live.snapshot()
+    assert snapshot.metrics == (("lr", 0.001), ("meta_grad_norm", 5.0))  # the method's own, latest values
     assert (snapshot.run_id, snapshot.status, snapshot.step, snapshot.fraction) == ("r1", "running", 5, 0.5)
     assert snapshot.losses == (2.0, 1.0, 2.0 / 3, 0.5, 0.4)
     assert snapshot.accuracies[-1] == 0.5
