@@ -49,7 +49,8 @@ def _print_methods(rows: list[dict]) -> None:
         cells = []
         for preset in ("smoke", "quick", "paper"):
             five, twenty = row["presets"].get(preset), row["presets_20_way"].get(preset)
-            cells.append(budget_text(five) + ("" if twenty == five else f"\n20-way: {budget_text(twenty)}"))
+            same = budget_text(twenty) == budget_text(five)  # a 20-way budget of its own is shown
+            cells.append(budget_text(five) + ("" if same else f"\n20-way: {budget_text(twenty)}"))
         label = row["name"] + (" †" if row["transductive"] else "")
         family = (
             row["family_name"] if row["family"] == "baseline" else f"{row['family']} {row['family_name']}"
