@@ -52,3 +52,24 @@ def random_context(episode: Any, characters: int = 25, seed: int = 0) -> Any:
     images = torch.randint(0, 2, (characters, 20, 28, 28), generator=generator, dtype=torch.uint8)
     classes = [(c, r) for c in range(characters) for r in range(4)]
     return TrainingContext(episode, torch.device("cpu"), EpisodeSampler(images, torch.tensor(classes)))
+
+
+def tensors(state: Any) -> list[Any]:
+    """Every tensor in a nested state dict, in a fixed order."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for key in sorted(state, key=str) for t in tensors(state[key])]
+    if isinstance(state, (list, tuple)):
+        return [t for item in state for t in tensors(item)]
+    return []
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    """Two state dicts hold equal tensors, bit for bit."""
+    import torch
+
+    ta, tb = tensors(a), tensors(b)
+    assert len(ta) == len(tb) and all(torch.equal(x, y) for x, y in zip(ta, tb, strict=True))

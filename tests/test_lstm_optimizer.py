@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_same_state
 from torch import nn
 
 from metabench.config import EpisodeSpec
@@ -58,21 +59,6 @@ def build(data: Any, overrides: dict[str, str] | None = None, seed: int = 0, pre
     config = LSTM_OPTIMIZER.make_config(preset, TINY if overrides is None else overrides, SPEC)
     torch.manual_seed(seed)  # as the runner does before constructing a method
     return LstmOptimizer(config, TrainingContext(SPEC, torch.device("cpu"), data.train, data.val))
-
-
-def tensors(state: Any) -> list[torch.Tensor]:
-    if isinstance(state, torch.Tensor):
-        return [state]
-    if isinstance(state, dict):
-        return [t for key in sorted(state, key=str) for t in tensors(state[key])]
-    if isinstance(state, (list, tuple)):
-        return [t for item in state for t in tensors(item)]
-    return []
-
-
-def assert_same_state(a: dict, b: dict) -> None:
-    ta, tb = tensors(a), tensors(b)
-    assert len(ta) == len(tb) and all(torch.equal(x, y) for x, y in zip(ta, tb, strict=True))
 
 
 def train(method: LstmOptimizer, data: Any, steps: int, generator: torch.Generator) -> list[float]:

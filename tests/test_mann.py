@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import copy
 import io
-from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_context
+from conftest import assert_same_state, random_context
 
 from metabench.config import EpisodeSpec
 from metabench.data import EpisodeSampler
@@ -62,21 +61,6 @@ def fake_sampler() -> EpisodeSampler:
     return EpisodeSampler(
         images, torch.stack([torch.arange(10).repeat(4), torch.arange(4).repeat_interleave(10)], 1)
     )
-
-
-def tensors(state: Any) -> list[torch.Tensor]:
-    if isinstance(state, torch.Tensor):
-        return [state]
-    if isinstance(state, dict):
-        return [t for key in sorted(state, key=str) for t in tensors(state[key])]
-    if isinstance(state, (list, tuple)):
-        return [t for item in state for t in tensors(item)]
-    return []
-
-
-def same_state(a: dict, b: dict) -> bool:
-    ta, tb = tensors(a), tensors(b)
-    return len(ta) == len(tb) and all(torch.equal(x, y) for x, y in zip(ta, tb, strict=True))
 
 
 # --- the recurrent model --------------------------------------------------------------------------
@@ -217,7 +201,7 @@ def test_predict_is_deterministic_and_leaves_the_method_untouched() -> None:
         first = method.predict(episode)
         assert torch.equal(method.predict(episode), first)
         assert method.model.training is training
-    assert same_state(method.state_dict(), before)
+    assert_same_state(method.state_dict(), before)
 
 
 def test_resume_from_state_dict_is_bit_identical() -> None:
@@ -235,7 +219,7 @@ def test_resume_from_state_dict_is_bit_identical() -> None:
     resumed.load_state_dict(saved["method"])
     generator.set_state(saved["rng"])
     assert [resumed.meta_train_step(sampler, generator).loss for _ in range(2)] == continued
-    assert same_state(resumed.state_dict(), method.state_dict())
+    assert_same_state(resumed.state_dict(), method.state_dict())
 
 
 def test_configs_follow_the_reimplementations_and_check_their_values() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import assert_same_state
 from torch import nn
 
 from metabench.config import EpisodeSpec
@@ -63,24 +64,6 @@ def train(method: Method, data: Any, steps: int, generator: torch.Generator) -> 
 def accuracy_on_test(method: Method, data: Any, episode: EpisodeSpec, episodes: int) -> float:
     batches = evaluation_episodes(data.test, episode, episodes, batch_size=25)
     return torch.cat([method.evaluate(batch) for batch in batches]).mean().item()
-
-
-def tensors(state: Any) -> list[torch.Tensor]:
-    """Every tensor in a nested state dict, in a fixed order."""
-    if isinstance(state, torch.Tensor):
-        return [state]
-    if isinstance(state, dict):
-        return [t for key in sorted(state, key=str) for t in tensors(state[key])]
-    if isinstance(state, (list, tuple)):
-        return [t for item in state for t in tensors(item)]
-    return []
-
-
-def assert_same_state(a: dict, b: dict) -> None:
-    ta, tb = tensors(a), tensors(b)
-    assert len(ta) == len(tb)
-    for x, y in zip(ta, tb, strict=True):
-        assert torch.equal(x, y)
 
 
 # --- registry and configs ------------------------------------------------------------------------
@@ -173,7 +156,7 @@ def test_bad_overrides_give_one_line_value_errors(name: str, overrides: dict, me
 
 
 def test_unknown_method_and_preset() -> None:
-    with pytest.raises(ValueError, match="unknown method 'mamll'; known methods: fomaml, maml"):
+    with pytest.raises(ValueError, match="unknown method 'mamll'; known methods: fomaml, lstm-optimizer, maml"):
         get_card("mamll")
     with pytest.raises(ValueError, match="unknown method 'mamll'"):
         get_method("mamll")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_same_state
 
 from metabench.config import EpisodeSpec
 from metabench.data import evaluation_episodes, load_protocol
@@ -202,21 +203,6 @@ def test_predict_leaves_the_method_untouched_and_is_deterministic(vinyals: Any) 
     assert_same_state(trained.state_dict(), before)
     with pytest.raises(ValueError, match="5-way 1-shot"):
         trained.predict(episodes_of(vinyals, 2, EpisodeSpec(5, 2, 1)))
-
-
-def tensors(state: Any) -> list[torch.Tensor]:
-    if isinstance(state, torch.Tensor):
-        return [state]
-    if isinstance(state, dict):
-        return [t for key in sorted(state, key=str) for t in tensors(state[key])]
-    if isinstance(state, (list, tuple)):
-        return [t for item in state for t in tensors(item)]
-    return []
-
-
-def assert_same_state(a: dict, b: dict) -> None:
-    ta, tb = tensors(a), tensors(b)
-    assert len(ta) == len(tb) and all(torch.equal(x, y) for x, y in zip(ta, tb, strict=True))
 
 
 def test_resume_continues_bit_identically(vinyals: Any) -> None:

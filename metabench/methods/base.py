@@ -1,4 +1,4 @@
-"""The contract every benchmark method fulfils: identity, typed config, presets, train and predict."""
+"""A method implementation's contract: built from a config and a training context; trains and predicts."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ class TrainingContext:
 
 
 class Method(abc.ABC):
-    """A few-shot learner. Subclasses set the class attributes and implement the abstract methods.
+    """A few-shot learner. Subclasses set `card` (the torch-free declaration of the method) and implement
+    the abstract methods.
 
     A method receives whole batches of tasks so it can vectorize over the task dimension.
     """

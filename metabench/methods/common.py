@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from metabench.config import MAX_SAMPLES_PER_CLASS, EpisodeSpec
+
+if TYPE_CHECKING:
+    from metabench.methods.base import TrainingContext
 
 
 def training_episode(
@@ -28,6 +33,13 @@ def training_episode(
             f"{MAX_SAMPLES_PER_CLASS} drawings; lower {queries_key} with --set {queries_key}=N"
         )
     return EpisodeSpec(ways, shots, queries)
+
+
+def episode_shaped_training(context: TrainingContext, queries: int) -> EpisodeSpec:
+    """Training tasks of the test's ways and shots with `queries` (the config's train_queries) per class."""
+    episode = context.episode
+    keys = ("--ways", "--shots", "train_queries")
+    return training_episode(episode.ways, episode.shots, queries, context.num_train_classes, keys)
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from metabench.config import EpisodeSpec
 from metabench.data.episode import Episode
 from metabench.methods.base import Method, StepStats, TrainingContext
 from metabench.methods.card import Config, MethodCard
-from metabench.methods.common import training_episode
+from metabench.methods.common import episode_shaped_training
 from metabench.methods.init.cards import FOMAML, MAML
 from metabench.methods.init.inner_loop import (
     InnerLoop,
@@ -80,13 +80,7 @@ class Maml(Method):
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.meta_lr)
         self.train_inner = InnerLoop(config.inner_steps, config.inner_lr, self.first_order)
         self.test_inner = InnerLoop(config.test_inner_steps, config.inner_lr, first_order=True)
-        self.train_spec = training_episode(
-            episode.ways,
-            episode.shots,
-            config.train_queries,
-            context.num_train_classes,
-            ("--ways", "--shots", "train_queries"),
-        )
+        self.train_spec = episode_shaped_training(context, config.train_queries)
         self.train_strategy = resolve_strategy(config.strategy, device, self.train_spec)
 
     def meta_train_step(self, sampler: EpisodeSampler, generator: torch.Generator) -> StepStats:

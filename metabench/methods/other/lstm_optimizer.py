@@ -15,7 +15,7 @@ from torch.func import functional_call
 from metabench.data.episode import Episode
 from metabench.methods.base import Method, StepStats, TrainingContext
 from metabench.methods.card import Config, MethodCard
-from metabench.methods.common import accuracy, training_episode
+from metabench.methods.common import accuracy, episode_shaped_training
 from metabench.methods.other.cards import LSTM_OPTIMIZER
 from metabench.models.conv4 import Conv4, Conv4Classifier
 
@@ -146,13 +146,7 @@ class LstmOptimizer(Method):
         # its own weights live on the meta device, where nothing can read them by mistake.
         self.learner = learner.to("meta")
         self.optimizer = torch.optim.Adam(self.meta.parameters(), lr=config.meta_lr)
-        self.train_spec = training_episode(
-            episode.ways,
-            episode.shots,
-            config.train_queries,
-            context.num_train_classes,
-            ("--ways", "--shots", "train_queries"),
-        )
+        self.train_spec = episode_shaped_training(context, config.train_queries)
 
     @contextmanager
     def _learner_mode(self, training: bool) -> Iterator[None]:

@@ -12,7 +12,7 @@ from torch import nn
 from metabench.data.episode import Episode
 from metabench.methods.base import Method, StepStats, TrainingContext
 from metabench.methods.card import Config, MethodCard
-from metabench.methods.common import accuracy, training_episode
+from metabench.methods.common import accuracy, episode_shaped_training
 from metabench.methods.other.cards import SNAIL
 from metabench.models.conv4 import Conv4
 
@@ -173,13 +173,7 @@ class Snail(Method):
         snail = SnailNet(embedding.out_features + episode.ways, length, episode.ways)
         self.model = nn.ModuleDict({"embedding": embedding, "snail": snail}).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.train_spec = training_episode(
-            episode.ways,
-            episode.shots,
-            config.train_queries,
-            context.num_train_classes,
-            ("--ways", "--shots", "train_queries"),
-        )
+        self.train_spec = episode_shaped_training(context, config.train_queries)
         # Training shuffles every task's support: the sampler's class-major order would let the network tie
         # labels to positions instead of reading the one-hots. Test time uses this one fixed permutation.
         n_support = episode.ways * episode.shots
