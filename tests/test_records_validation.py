@@ -278,8 +278,14 @@ def test_every_committed_record_still_ingests_and_ranks(db) -> None:
         digests.setdefault(r.episode.label, set()).add(r.test_episodes_digest)
     assert all(len(found) == 1 and "" not in found for found in digests.values()), digests
     overridden = {r.run_id: dict(r.preset_overrides) for r in records if r.preset_overrides}
-    assert overridden == {"maml-vinyals-5w1s-20261126T110327-43b3": {"meta_steps": 6000}}
-    assert all(r.torch_threads is None and r.code_version == "" for r in records)
+    assert overridden == {
+        "maml-vinyals-5w1s-20261126T110327-43b3": {"meta_steps": 6000},
+        "snail-vinyals-20w1s-20261202T014943-4603": {"meta_steps": 4000},
+    }
+    upgraded = [r for r in records if r.created_at < "2026-12"]
+    assert len(upgraded) == 12 and all(r.torch_threads is None and r.code_version == "" for r in upgraded)
+    # Runs recorded since say which code and how many threads ran them.
+    assert all(r.code_version.startswith("git:") and r.torch_threads for r in records if r not in upgraded)
     assert all(row.p_value_vs_above is not None for board in boards for row in board.rows[1:])
     assert RunRecord.from_dict(json.loads(json.dumps(records[0].to_dict()))) == records[0]
 
