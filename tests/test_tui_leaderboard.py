@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from test_tui_support import column_text, row_keys, settle, wait_until
-from textual.widgets import Input, Static
+from textual.widgets import Input, Label, Static
 
 from metabench.db import open_database
 from metabench.leaderboard import build_leaderboards, render_markdown
@@ -129,6 +129,13 @@ async def test_the_highlighted_run_shows_its_record_and_enter_opens_it(db_path):
         assert isinstance(app.screen, RunRecordScreen) and app.screen.run_id == run_id
         await pilot.press("escape")
         assert isinstance(app.screen, LeaderboardScreen)
+        # A record shows the method's own step metrics beside the loss and accuracy (ProtoNet: its rate).
+        [protonet] = [key for key in row_keys(table) if key.startswith("protonet-")]
+        await app.push_screen(RunRecordScreen(protonet))
+        await settle(pilot)
+        rows = app.screen.query(".metric-curve")
+        assert [str(row.query_one(Label).render()) for row in rows] == ["lr"]
+        assert "0.001" in str(rows.first().query_one(".curve-value", Label).render())
 
 
 async def test_export_writes_the_markdown_leaderboard_where_the_user_says(db_path, tmp_path, monkeypatch):
