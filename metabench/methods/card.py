@@ -137,10 +137,11 @@ class Field:
     def example(self) -> str:
         return {"list[int]": "[64,64]", "list[float]": "[0.1,0.05]"}.get(self.type, '{"key": [1, 2]}')
 
-    def to_json(self, default: Any = None) -> dict[str, Any]:
+    def to_json(self, paper_value: Any) -> dict[str, Any]:
+        """The field as `metabench methods --json` shows it, with the paper's value for a given shape."""
         data: dict[str, Any] = {
             "type": self.type,
-            "default": self.default if default is None else default,
+            "default": paper_value,
             "help": self.help,
             "rule": self.rule(),
         }
@@ -284,9 +285,8 @@ class MethodCard:
         values = self.defaults(episode) | self.preset_for(preset, episode).config
         for key, raw in overrides.items():
             values[key] = self.field(key).parse(raw)
-        for key, value in values.items():
-            self.field(key).check(value)
-        return Config(self.name, values)
+        checked = {key: self.field(key).check(value) for key, value in values.items()}
+        return Config(self.name, checked)
 
     def to_json(self) -> dict[str, Any]:
         """The card as `metabench methods --json` prints it (5-way 1-shot values, 20-way budgets)."""
