@@ -34,6 +34,7 @@ PERMUTATION = torch.tensor([3, 0, 4, 1, 2])
 NOT_EQUIVARIANT = {
     "maml": "MAML's learned head initialization differs per output row",
     "fomaml": "first-order MAML shares MAML's learned head initialization",
+    "anil": "ANIL shares MAML's learned head initialization",
     # The black boxes read labels as one-hot inputs and answer with output rows, each with its own
     # weights: relabelling permutes their predictions only together with those weights, which
     # tests/test_snail.py and tests/test_mann.py check exactly.

@@ -7,6 +7,7 @@ the implementation, and every comparison is in float64 so the tolerances can be 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 import torch
@@ -93,17 +94,22 @@ INNER_STEPS, INNER_LR = 2, 0.4
 EPSILON = 1e-6  # central differences in float64: truncation ~EPSILON^2, rounding ~1e-16 / EPSILON
 
 
-def adapted_parameters(model: nn.Module, params: Params, episode: Episode, t: int) -> Params:
+def adapted_parameters(
+    model: nn.Module, params: Params, episode: Episode, t: int, head_only: bool = False
+) -> Params:
     """Task t's parameters after INNER_STEPS plain gradient steps on its support loss, scaled as in
     Finn et al.'s code: the sum of the cross-entropies over the support set, divided by the shots.
-    Values only (a new leaf per step): the references differentiate by other means."""
+    With `head_only` (ANIL) only the final linear layer steps. Values only (a new leaf per step): the
+    references differentiate by other means."""
     adapted = {name: p.detach().requires_grad_() for name, p in params.items()}
     for _ in range(INNER_STEPS):
         logits = functional_call(model, adapted, (episode.support[t],))
         loss = F.cross_entropy(logits, episode.support_labels[t], reduction="sum") / episode.shots
         grads = torch.autograd.grad(loss, list(adapted.values()))
         adapted = {
-            name: (p - INNER_LR * g).detach().requires_grad_()
+            name: (p - INNER_LR * g if name.startswith("head.") or not head_only else p)
+            .detach()
+            .requires_grad_()
             for (name, p), g in zip(adapted.items(), grads, strict=True)
         }
     return adapted
@@ -113,11 +119,14 @@ def query_loss(model: nn.Module, adapted: Params, episode: Episode, t: int) -> t
     return F.cross_entropy(functional_call(model, adapted, (episode.query[t],)), episode.query_labels[t])
 
 
-def true_maml_objective(model: nn.Module, params: Params, episode: Episode) -> torch.Tensor:
+def true_maml_objective(
+    model: nn.Module, params: Params, episode: Episode, head_only: bool = False
+) -> torch.Tensor:
     """Finn et al.'s meta-objective as a plain function of the initial parameters: the mean over tasks
-    of the query loss after adaptation. Its derivative is what second-order MAML must step along."""
+    of the query loss after adaptation (of the head alone for ANIL). Its derivative is what
+    second-order MAML (and ANIL) must step along."""
     losses = [
-        query_loss(model, adapted_parameters(model, params, episode, t), episode, t).detach()
+        query_loss(model, adapted_parameters(model, params, episode, t, head_only), episode, t).detach()
         for t in range(episode.batch_size)
     ]
     return torch.stack(losses).mean()
@@ -195,11 +204,13 @@ def along(grads: Params, direction: Params) -> float:
     return float(sum((grads[name] * direction[name]).sum() for name in grads))
 
 
-def finite_difference(model: nn.Module, start: Params, direction: Params, episode: Episode) -> float:
+def finite_difference(
+    model: nn.Module, start: Params, direction: Params, episode: Episode, head_only: bool = False
+) -> float:
     plus = {name: p + EPSILON * direction[name] for name, p in start.items()}
     minus = {name: p - EPSILON * direction[name] for name, p in start.items()}
-    difference = true_maml_objective(model, plus, episode) - true_maml_objective(model, minus, episode)
-    return float(difference / (2 * EPSILON))
+    objective = partial(true_maml_objective, model, episode=episode, head_only=head_only)
+    return float((objective(plus) - objective(minus)) / (2 * EPSILON))
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +257,21 @@ def test_first_order_maml_is_the_first_order_gradient_and_differs_from_the_true_
         )
 
 
-@pytest.mark.parametrize("name", ["maml", "fomaml"])
+@pytest.mark.parametrize("strategy", ["vectorized", "loop"])
+def test_anil_meta_gradient_is_that_of_the_head_only_objective(strategy: str, episode: Episode) -> None:
+    # ANIL adapts the head alone: its reported loss and second-order meta-gradient (which still reaches
+    # the body, through the head's inner steps) are those of the head-only objective, not MAML's.
+    step = meta_step("anil", strategy, episode)
+    objective = true_maml_objective(step.model, step.start, episode, head_only=True).item()
+    assert step.loss == pytest.approx(objective, rel=1e-12)
+    assert abs(objective - true_maml_objective(step.model, step.start, episode).item()) > 1e-3
+    assert all(step.grads[name].abs().sum() > 0 for name in step.grads if name.startswith("features."))
+    for direction in directions(step.start, 3):
+        derivative = finite_difference(step.model, step.start, direction, episode, head_only=True)
+        assert along(step.grads, direction) == pytest.approx(derivative, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml", "anil"])
 def test_both_strategies_take_the_same_step(name: str, episode: Episode) -> None:
     # The per-task loop is the readable reference for the vmap code: same loss, same gradient.
     vectorized, loop = meta_step(name, "vectorized", episode), meta_step(name, "loop", episode)

@@ -17,7 +17,7 @@ from metabench.methods.loader import build_method, get_method
 if TYPE_CHECKING:
     from metabench.data.episodes import EpisodeSampler
 
-DEFAULT_METHODS = ("maml", "fomaml", "protonet")
+DEFAULT_METHODS = ("maml", "fomaml", "anil", "protonet")
 # The config value that selects each implementation; both exist in every benchmarked method.
 VECTORIZED, LOOP, AUTO = "vectorized", "loop", "auto"
 

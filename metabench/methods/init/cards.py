@@ -1,4 +1,4 @@
-"""The cards of family A, learning to initialize: MAML and first-order MAML (read without torch)."""
+"""The cards of family A, learning to initialize: MAML, first-order MAML and ANIL (read without torch)."""
 
 from __future__ import annotations
 
@@ -97,4 +97,21 @@ FOMAML = MethodCard(
     episode_values=maml_episode_values,
 )
 
-CARDS = (MAML, FOMAML)
+ANIL = MethodCard(
+    name="anil",
+    family="A",
+    paper="Raghu et al., ICLR 2020",
+    cite_key="raghu2020rapid",
+    summary="MAML with the inner loop on the head alone: the body is meta-learned but never adapted",
+    implementation="metabench.methods.init.anil:Anil",
+    # "the same model architectures as the original MAML authors" (Raghu et al., section 4); their
+    # Omniglot hyperparameters (appendix C.4) are not in our stores, so MAML's are used [unconfirmed].
+    fields=MAML_FIELDS,
+    presets=budgets(first_order=False, twenty_way=False),
+    presets_by_shape=lambda episode: budgets(first_order=False, twenty_way=episode.ways >= 20),
+    # The body's BatchNorm normalizes with the statistics of the current batch, as MAML's code does.
+    transductive=True,
+    episode_values=maml_episode_values,
+)
+
+CARDS = (MAML, FOMAML, ANIL)
