@@ -72,6 +72,7 @@ def accuracy_on_test(method: Method, data: Any, episode: EpisodeSpec, episodes: 
 
 def test_registry_holds_the_builtin_methods_by_family() -> None:
     assert METHOD_NAMES == [
+        "anil",
         "fomaml",
         "maml",
         "protonet",
