@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from metabench.config import EpisodeSpec
+from metabench.config import BENCH_METHODS, EpisodeSpec
 from metabench.methods.base import Method, TrainingContext
 from metabench.methods.loader import build_method, get_method
 
 if TYPE_CHECKING:
     from metabench.data.episodes import EpisodeSampler
 
-DEFAULT_METHODS = ("maml", "fomaml", "anil", "protonet")
 # The config value that selects each implementation; both exist in every benchmarked method.
 VECTORIZED, LOOP, AUTO = "vectorized", "loop", "auto"
 
@@ -42,7 +41,7 @@ def available_devices() -> list[str]:
 
 
 def measure_throughput(
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] = BENCH_METHODS,
     devices: Sequence[str] | None = None,
     episode: EpisodeSpec | None = None,
     *,

@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 
 from metabench.cli.common import JsonOption, console, err_console, one_line_errors, print_json
+from metabench.config import BENCH_METHODS
 from metabench.errors import MetabenchError
 
 app = typer.Typer(
@@ -86,7 +87,7 @@ def sampler_command(
 @one_line_errors
 def methods_command(
     methods: list[str] | None = typer.Argument(
-        None, help="Methods to measure (default: maml fomaml protonet)."
+        None, help=f"Methods to measure (default: {' '.join(BENCH_METHODS)})."
     ),
     device: str | None = typer.Option(
         None, "--device", help="cpu or cuda (default: cpu, and cuda when present)."
@@ -109,7 +110,7 @@ def methods_command(
     json_output: bool = JsonOption,
 ) -> None:
     """Meta-training tasks/s of each method, vectorized (torch.func vmap) beside a per-task Python loop."""
-    from metabench.bench.throughput import DEFAULT_METHODS, measure_throughput
+    from metabench.bench.throughput import measure_throughput
     from metabench.config import EpisodeSpec
 
     if device and device not in ("cpu", "cuda"):
@@ -117,12 +118,12 @@ def methods_command(
     from metabench.methods.loader import get_method
 
     try:
-        for name in methods or DEFAULT_METHODS:
+        for name in methods or BENCH_METHODS:
             get_method(name)  # refuse an unknown name before minutes of loading and timing
         if not json_output:
             err_console.print("measuring meta-training throughput (a minute or two on a CPU) ...")
         rows = measure_throughput(
-            methods or DEFAULT_METHODS,
+            methods or BENCH_METHODS,
             devices=[device] if device else None,
             episode=EpisodeSpec(ways, shots, 1),
             meta_batch=meta_batch,
