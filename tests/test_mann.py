@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 
 import pytest
 import torch
@@ -11,7 +10,6 @@ import torch.nn.functional as F
 from conftest import assert_same_state, random_context
 
 from metabench.config import EpisodeSpec
-from metabench.data import EpisodeSampler
 from metabench.data.episode import Episode
 from metabench.methods.card import Config
 from metabench.methods.other.cards import MANN
@@ -52,14 +50,6 @@ def random_episode(spec: EpisodeSpec, batch: int = 3, seed: int = 0) -> Episode:
         spec.ways,
         spec.shots,
         spec.queries,
-    )
-
-
-def fake_sampler() -> EpisodeSampler:
-    g = torch.Generator().manual_seed(1)
-    images = (torch.rand(10, 20, 28, 28, generator=g) > 0.8).to(torch.uint8)
-    return EpisodeSampler(
-        images, torch.stack([torch.arange(10).repeat(4), torch.arange(4).repeat_interleave(10)], 1)
     )
 
 
@@ -154,21 +144,6 @@ def test_query_readout_equals_a_separate_step_per_query() -> None:
 # --- the method -----------------------------------------------------------------------------------
 
 
-def test_a_query_is_predicted_without_the_other_queries() -> None:
-    method = make()
-    episode = random_episode(EpisodeSpec(5, 2, 4))
-    whole = method.predict(episode)
-    half = episode.query.shape[1] // 2
-    parts = [
-        Episode(
-            episode.support, episode.support_labels, episode.query[:, s], episode.query_labels[:, s], 5, 2, 2
-        )
-        for s in (slice(0, half), slice(half, None))
-    ]
-    assert torch.equal(torch.cat([method.predict(p) for p in parts], dim=1), whole)
-    assert not method.transductive
-
-
 def test_relabelling_permutes_predictions_of_a_consistently_permuted_model() -> None:
     """A label's input column and output row are learned per label index, so MANN is not equivariant
     to relabelling by itself (not even untrained: the random init is not symmetric). What holds is
@@ -194,7 +169,7 @@ def test_predict_is_deterministic_and_leaves_the_method_untouched() -> None:
     method = make()
     episode = random_episode(SMALL)
     generator = torch.Generator().manual_seed(0)
-    method.meta_train_step(fake_sampler(), generator)  # non-trivial optimizer state
+    method.meta_train_step(method.context.train, generator)  # non-trivial optimizer state
     before = copy.deepcopy(method.state_dict())
     for training in (True, False):
         method.model.train(training)
@@ -202,24 +177,6 @@ def test_predict_is_deterministic_and_leaves_the_method_untouched() -> None:
         assert torch.equal(method.predict(episode), first)
         assert method.model.training is training
     assert_same_state(method.state_dict(), before)
-
-
-def test_resume_from_state_dict_is_bit_identical() -> None:
-    sampler = fake_sampler()
-    method, generator = make(), torch.Generator().manual_seed(3)
-    for _ in range(2):
-        method.meta_train_step(sampler, generator)
-    buffer = io.BytesIO()
-    torch.save({"method": method.state_dict(), "rng": generator.get_state()}, buffer)
-    continued = [method.meta_train_step(sampler, generator).loss for _ in range(2)]
-
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    resumed, generator = make(seed=7), torch.Generator()
-    resumed.load_state_dict(saved["method"])
-    generator.set_state(saved["rng"])
-    assert [resumed.meta_train_step(sampler, generator).loss for _ in range(2)] == continued
-    assert_same_state(resumed.state_dict(), method.state_dict())
 
 
 def test_configs_follow_the_reimplementations_and_check_their_values() -> None:

@@ -68,50 +68,51 @@ def budgets(first_order: bool, twenty_way: bool) -> dict[str, Preset]:
     }
 
 
-MAML = MethodCard(
-    name="maml",
-    family="A",
-    paper="Finn et al., ICML 2017",
-    cite_key="finn2017model",
-    summary="learn an initialization that adapts to a task in a few gradient steps (second order)",
-    implementation="metabench.methods.init.maml:Maml",
-    fields=MAML_FIELDS,
-    presets=budgets(first_order=False, twenty_way=False),
-    presets_by_shape=lambda episode: budgets(first_order=False, twenty_way=episode.ways >= 20),
-    # BatchNorm normalizes with the statistics of the current batch at test time too, as MAML's code.
-    transductive=True,
-    episode_values=maml_episode_values,
-)
+def maml_card(
+    name: str, paper: str, cite_key: str, summary: str, implementation: str, first_order: bool
+) -> MethodCard:
+    """A card of MAML's kind: MAML's network, config, budgets and BatchNorm, which normalizes with the
+    statistics of the current batch at test time too (transductive), as MAML's code does."""
+    return MethodCard(
+        name=name,
+        family="A",
+        paper=paper,
+        cite_key=cite_key,
+        summary=summary,
+        implementation=implementation,
+        fields=MAML_FIELDS,
+        presets=budgets(first_order, twenty_way=False),
+        presets_by_shape=lambda episode: budgets(first_order, twenty_way=episode.ways >= 20),
+        transductive=True,
+        episode_values=maml_episode_values,
+    )
 
-FOMAML = MethodCard(
-    name="fomaml",
-    family="A",
-    paper="Nichol et al., arXiv 2018",
-    cite_key="nichol2018first",
-    summary="MAML with the inner gradients treated as constants (no second derivatives)",
-    implementation="metabench.methods.init.maml:FoMaml",
-    fields=MAML_FIELDS,
-    presets=budgets(first_order=True, twenty_way=False),
-    presets_by_shape=lambda episode: budgets(first_order=True, twenty_way=episode.ways >= 20),
-    transductive=True,
-    episode_values=maml_episode_values,
-)
 
-ANIL = MethodCard(
-    name="anil",
-    family="A",
-    paper="Raghu et al., ICLR 2020",
-    cite_key="raghu2020rapid",
-    summary="MAML with the inner loop on the head alone: the body is meta-learned but never adapted",
-    implementation="metabench.methods.init.anil:Anil",
-    # "the same model architectures as the original MAML authors" (Raghu et al., section 4); their
-    # Omniglot hyperparameters (appendix C.4) are not in our stores, so MAML's are used [unconfirmed].
-    fields=MAML_FIELDS,
-    presets=budgets(first_order=False, twenty_way=False),
-    presets_by_shape=lambda episode: budgets(first_order=False, twenty_way=episode.ways >= 20),
-    # The body's BatchNorm normalizes with the statistics of the current batch, as MAML's code does.
-    transductive=True,
-    episode_values=maml_episode_values,
+MAML = maml_card(
+    "maml",
+    "Finn et al., ICML 2017",
+    "finn2017model",
+    "learn an initialization that adapts to a task in a few gradient steps (second order)",
+    "metabench.methods.init.maml:Maml",
+    first_order=False,
+)
+FOMAML = maml_card(
+    "fomaml",
+    "Nichol et al., arXiv 2018",
+    "nichol2018first",
+    "MAML with the inner gradients treated as constants (no second derivatives)",
+    "metabench.methods.init.maml:FoMaml",
+    first_order=True,
+)
+# "the same model architectures as the original MAML authors" (Raghu et al., section 4); their Omniglot
+# hyperparameters (appendix C.4) are not in our stores, so MAML's are used [unconfirmed].
+ANIL = maml_card(
+    "anil",
+    "Raghu et al., ICLR 2020",
+    "raghu2020rapid",
+    "MAML with the inner loop on the head alone: the body is meta-learned but never adapted",
+    "metabench.methods.init.anil:Anil",
+    first_order=False,
 )
 
 CARDS = (MAML, FOMAML, ANIL)
