@@ -34,9 +34,16 @@ class TrainingContext:
     device: torch.device
     train: EpisodeSampler  # the meta-training classes
     validation: EpisodeSampler | None = None
+    # The run's meta-training steps, for schedules annealed over the whole run (Reptile's outer step
+    # size, MAML++'s cosine meta learning rate); 0 where no run is being made (benchmarks, tests).
+    meta_steps: int = 0
     # Seeded from the run's seed, for randomness a method draws at construction (its initial weights
     # come from torch's global generator, which the runner seeds just before).
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
+
+    def fraction_done(self, step: int) -> float:
+        """How far step `step` (from 0) is through the run, in [0, 1]; always 0 when the length is unknown."""
+        return min(step / self.meta_steps, 1.0) if self.meta_steps > 0 else 0.0
 
     @property
     def num_train_classes(self) -> int:

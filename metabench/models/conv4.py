@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 Downsample = Literal["maxpool", "stride"]
+Readout = Literal["mean", "flatten"]
 
 
 def feature_size(image_size: int = 28, layers: int = 4, downsample: Downsample = "maxpool") -> int:
@@ -64,6 +65,8 @@ class Conv4(nn.Module):
     downsample="maxpool" is the Vinyals/Snell network (28 -> 14 -> 7 -> 3 -> 1, 64 features);
     downsample="stride" is MAML's Omniglot network (Finn et al.'s code, learn2learn's OmniglotCNN):
     stride-2 convolutions (28 -> 14 -> 7 -> 4 -> 2) and a mean over the last 2x2 map, about 4x cheaper.
+    readout="flatten" keeps the whole last map instead of its mean (Reptile's network: 2x2x64 = 256
+    features on 28x28 images).
     """
 
     def __init__(
@@ -73,16 +76,22 @@ class Conv4(nn.Module):
         layers: int = 4,
         downsample: Downsample = "maxpool",
         running_stats: bool = True,
+        readout: Readout = "mean",
+        image_size: int = 28,
     ):
         super().__init__()
         if downsample not in ("maxpool", "stride"):
             raise ValueError(f"downsample must be 'maxpool' or 'stride', got {downsample!r}")
+        if readout not in ("mean", "flatten"):
+            raise ValueError(f"readout must be 'mean' or 'flatten', got {readout!r}")
         channels = [in_channels] + [hidden] * layers
         self.blocks = nn.Sequential(
             *(ConvBlock(channels[i], channels[i + 1], downsample, running_stats) for i in range(layers))
         )
-        self.out_features = hidden
+        side = feature_size(image_size, layers, downsample) if readout == "flatten" else 1
+        self.out_features = hidden * side * side
         self.downsample = downsample
+        self.readout = readout
         self.channels_last = False
 
     def use_channels_last(self) -> Conv4:
@@ -97,6 +106,8 @@ class Conv4(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.blocks(x)
+        if self.readout == "flatten":
+            return x.flatten(start_dim=1)
         # Max-pool leaves a 1x1 map on 28x28 input; the stride network averages its 2x2 map, as Finn's code.
         return x.mean(dim=(2, 3))
 

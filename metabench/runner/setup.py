@@ -131,7 +131,12 @@ def prepare(
     # The method's initial weights come from the global generator: seed it just before.
     torch.manual_seed(spec.seed)
     context = TrainingContext(
-        spec.episode, device, data.train, data.val, torch.Generator().manual_seed(spec.seed)
+        spec.episode,
+        device,
+        data.train,
+        data.val,
+        meta_steps=spec.meta_steps or 0,
+        generator=torch.Generator().manual_seed(spec.seed),
     )
     try:
         method = method_class(config, context)
