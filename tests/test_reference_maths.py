@@ -95,19 +95,30 @@ EPSILON = 1e-6  # central differences in float64: truncation ~EPSILON^2, roundin
 
 
 def adapted_parameters(
-    model: nn.Module, params: Params, episode: Episode, t: int, head_only: bool = False
+    model: nn.Module,
+    params: Params,
+    episode: Episode,
+    t: int,
+    head_only: bool = False,
+    rates: Params | None = None,
+    steps: int = INNER_STEPS,
 ) -> Params:
-    """Task t's parameters after INNER_STEPS plain gradient steps on its support loss, scaled as in
+    """Task t's parameters after `steps` plain gradient steps on its support loss, scaled as in
     Finn et al.'s code: the sum of the cross-entropies over the support set, divided by the shots.
-    With `head_only` (ANIL) only the final linear layer steps. Values only (a new leaf per step): the
-    references differentiate by other means."""
+    With `head_only` (ANIL) only the final linear layer steps; with `rates` (Meta-SGD) each element
+    steps by its own rate instead of INNER_LR. Values only (a new leaf per step): the references
+    differentiate by other means."""
     adapted = {name: p.detach().requires_grad_() for name, p in params.items()}
-    for _ in range(INNER_STEPS):
+    for _ in range(steps):
         logits = functional_call(model, adapted, (episode.support[t],))
         loss = F.cross_entropy(logits, episode.support_labels[t], reduction="sum") / episode.shots
         grads = torch.autograd.grad(loss, list(adapted.values()))
         adapted = {
-            name: (p - INNER_LR * g if name.startswith("head.") or not head_only else p)
+            name: (
+                p - (INNER_LR if rates is None else rates[name]) * g
+                if name.startswith("head.") or not head_only
+                else p
+            )
             .detach()
             .requires_grad_()
             for (name, p), g in zip(adapted.items(), grads, strict=True)
@@ -120,13 +131,20 @@ def query_loss(model: nn.Module, adapted: Params, episode: Episode, t: int) -> t
 
 
 def true_maml_objective(
-    model: nn.Module, params: Params, episode: Episode, head_only: bool = False
+    model: nn.Module,
+    params: Params,
+    episode: Episode,
+    head_only: bool = False,
+    rates: Params | None = None,
+    steps: int = INNER_STEPS,
 ) -> torch.Tensor:
-    """Finn et al.'s meta-objective as a plain function of the initial parameters: the mean over tasks
-    of the query loss after adaptation (of the head alone for ANIL). Its derivative is what
-    second-order MAML (and ANIL) must step along."""
+    """Finn et al.'s meta-objective as a plain function of the initial parameters (and of Meta-SGD's
+    rates): the mean over tasks of the query loss after adaptation (of the head alone for ANIL). Its
+    derivative is what second-order MAML (and ANIL, and Meta-SGD) must step along."""
     losses = [
-        query_loss(model, adapted_parameters(model, params, episode, t, head_only), episode, t).detach()
+        query_loss(
+            model, adapted_parameters(model, params, episode, t, head_only, rates, steps), episode, t
+        ).detach()
         for t in range(episode.batch_size)
     ]
     return torch.stack(losses).mean()
@@ -271,7 +289,50 @@ def test_anil_meta_gradient_is_that_of_the_head_only_objective(strategy: str, ep
         assert along(step.grads, direction) == pytest.approx(derivative, rel=1e-6, abs=1e-9)
 
 
-@pytest.mark.parametrize("name", ["maml", "fomaml", "anil"])
+@pytest.mark.parametrize("strategy", ["vectorized", "loop"])
+def test_meta_sgd_meta_gradient_of_the_initialization_and_the_rates_matches_finite_differences(
+    strategy: str, episode: Episode
+) -> None:
+    # Meta-SGD's learned per-element rates must receive the true second-order meta-gradient, as the
+    # initialization does: catches rates that are detached (no gradient), shared per tensor instead
+    # of per element, or applied as a scalar. Random rates, so a rate mixed up with another shows.
+    spec = EpisodeSpec(episode.ways, episode.shots, episode.queries)
+    overrides = {"meta_batch": str(episode.batch_size), "train_queries": str(episode.queries), "hidden": "8"}
+    torch.manual_seed(0)
+    method = build_method("meta-sgd", random_context(spec), "smoke", overrides | {"strategy": strategy})
+    method.model.double()
+    method.step_sizes.double()
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for rate in method.step_sizes:
+            rate.copy_(0.2 + 0.4 * torch.rand(rate.shape, generator=generator, dtype=torch.float64))
+    names = [name for name, _ in method.model.named_parameters()]
+    start = {key: p.detach().clone() for key, p in method.model.named_parameters()}
+    rates = {name: r.detach().clone() for name, r in zip(names, method.step_sizes, strict=True)}
+    stats = method.meta_train_step(FixedBatch(episode), torch.Generator())
+    steps = method.config.inner_steps
+    assert steps == 1  # Meta-SGD's one step
+    assert stats.loss == pytest.approx(
+        true_maml_objective(method.model, start, episode, rates=rates, steps=steps).item(), rel=1e-12
+    )
+    grads = {f"θ {key}": p.grad.clone() for key, p in method.model.named_parameters()}
+    grads |= {f"α {name}": r.grad.clone() for name, r in zip(names, method.step_sizes, strict=True)}
+    assert all(grads[f"α {name}"].abs().sum() > 0 for name in names)
+    joint = {f"θ {key}": p for key, p in start.items()} | {f"α {key}": r for key, r in rates.items()}
+
+    def objective(point: Params) -> float:
+        params = {key: point[f"θ {key}"] for key in start}
+        step_sizes = {key: point[f"α {key}"] for key in rates}
+        return true_maml_objective(method.model, params, episode, rates=step_sizes, steps=steps).item()
+
+    for direction in directions(joint, 3):
+        plus = {key: value + EPSILON * direction[key] for key, value in joint.items()}
+        minus = {key: value - EPSILON * direction[key] for key, value in joint.items()}
+        derivative = (objective(plus) - objective(minus)) / (2 * EPSILON)
+        assert along(grads, direction) == pytest.approx(derivative, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml", "anil", "meta-sgd"])
 def test_both_strategies_take_the_same_step(name: str, episode: Episode) -> None:
     # The per-task loop is the readable reference for the vmap code: same loss, same gradient.
     vectorized, loop = meta_step(name, "vectorized", episode), meta_step(name, "loop", episode)

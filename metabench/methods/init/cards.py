@@ -1,7 +1,9 @@
-"""The cards of family A, learning to initialize: MAML, first-order MAML and ANIL (read without torch)."""
+"""The cards of family A, learning to initialize: MAML and its kin (read without torch)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from metabench.config import EpisodeSpec
@@ -69,7 +71,14 @@ def budgets(first_order: bool, twenty_way: bool) -> dict[str, Preset]:
 
 
 def maml_card(
-    name: str, paper: str, cite_key: str, summary: str, implementation: str, first_order: bool
+    name: str,
+    paper: str,
+    cite_key: str,
+    summary: str,
+    implementation: str,
+    first_order: bool,
+    fields: tuple[Field, ...] = MAML_FIELDS,
+    episode_values: Callable[[EpisodeSpec], dict[str, Any]] = maml_episode_values,
 ) -> MethodCard:
     """A card of MAML's kind: MAML's network, config, budgets and BatchNorm, which normalizes with the
     statistics of the current batch at test time too (transductive), as MAML's code does."""
@@ -80,11 +89,11 @@ def maml_card(
         cite_key=cite_key,
         summary=summary,
         implementation=implementation,
-        fields=MAML_FIELDS,
+        fields=fields,
         presets=budgets(first_order, twenty_way=False),
         presets_by_shape=lambda episode: budgets(first_order, twenty_way=episode.ways >= 20),
         transductive=True,
-        episode_values=maml_episode_values,
+        episode_values=episode_values,
     )
 
 
@@ -115,4 +124,37 @@ ANIL = maml_card(
     first_order=False,
 )
 
-CARDS = (MAML, FOMAML, ANIL)
+
+
+def _meta_sgd_field(field: Field) -> Field:
+    """MAML's fields with Meta-SGD's meaning: one inner step at training and test, and `inner_lr` the
+    value every learned step size starts from."""
+    if field.name == "inner_lr":
+        return replace(field, help="initial value of every learned per-parameter step size")
+    if field.name == "test_inner_steps":
+        return replace(field, default=1)
+    return field
+
+
+def meta_sgd_episode_values(episode: EpisodeSpec) -> dict[str, Any]:
+    """MAML's 20-way values (step size 0.1, 16 tasks per meta-batch) but one step, as Meta-SGD adapts
+    "in just one step" (Li et al., abstract)."""
+    return maml_episode_values(episode) | (
+        {"inner_steps": 1, "test_inner_steps": 1} if episode.ways >= 20 else {}
+    )
+
+
+# Li et al.'s Omniglot network, meta-batch, meta learning rate and initial α are not in our stores;
+# MAML's are used, with one inner step [unconfirmed].
+META_SGD = maml_card(
+    "meta-sgd",
+    "Li et al., arXiv 2017",
+    "li2017meta",
+    "MAML that also meta-learns a step size for every parameter element (one inner step)",
+    "metabench.methods.init.meta_sgd:MetaSgd",
+    first_order=False,
+    fields=tuple(_meta_sgd_field(field) for field in MAML_FIELDS),
+    episode_values=meta_sgd_episode_values,
+)
+
+CARDS = (MAML, FOMAML, ANIL, META_SGD)

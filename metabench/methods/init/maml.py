@@ -110,17 +110,21 @@ class Maml(Method):
         episode = episode.to(self.device)
         if self.test_strategy == "vectorized":
             with torch.no_grad():  # torch.func.grad still differentiates the inner steps
-                adapted = adapt(self.model, params, episode.support, episode.support_labels, self.test_inner)
+                adapted = adapt(self.model, params, episode.support, episode.support_labels, self.test_loop())
                 return query_logits(self.model, adapted, episode.query).argmax(dim=-1)
         start = {name: p.requires_grad_() for name, p in params.items()}  # leaves of the inner gradients
         predictions = []
         for t in range(episode.batch_size):
             adapted = adapt_task_autograd(
-                self.model, start, episode.support[t], episode.support_labels[t], self.test_inner, False
+                self.model, start, episode.support[t], episode.support_labels[t], self.test_loop(), False
             )
             with torch.no_grad():
                 predictions.append(functional_call(self.model, adapted, (episode.query[t],)).argmax(dim=-1))
         return torch.stack(predictions)
+
+    def test_loop(self) -> InnerLoop:
+        """How a task adapts at test time (first order: nothing is differentiated after it)."""
+        return self.test_inner
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
