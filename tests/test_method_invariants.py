@@ -35,6 +35,7 @@ NOT_EQUIVARIANT = {
     "maml": "MAML's learned head initialization differs per output row",
     "fomaml": "first-order MAML shares MAML's learned head initialization",
     "anil": "ANIL shares MAML's learned head initialization",
+    "maml++": "MAML++ learns MAML's kind of head initialization",
     "meta-sgd": "Meta-SGD learns MAML's head initialization and a rate per head element",
     # The black boxes read labels as one-hot inputs and answer with output rows, each with its own
     # weights: relabelling permutes their predictions only together with those weights, which
