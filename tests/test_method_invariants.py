@@ -36,6 +36,7 @@ NOT_EQUIVARIANT = {
     "fomaml": "first-order MAML shares MAML's learned head initialization",
     "anil": "ANIL shares MAML's learned head initialization",
     "maml++": "MAML++ learns MAML's kind of head initialization",
+    "reptile": "Reptile learns MAML's kind of head initialization",
     "meta-sgd": "Meta-SGD learns MAML's head initialization and a rate per head element",
     # The black boxes read labels as one-hot inputs and answer with output rows, each with its own
     # weights: relabelling permutes their predictions only together with those weights, which

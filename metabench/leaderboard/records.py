@@ -30,6 +30,7 @@ from metabench.leaderboard.record_schema import (
     parse_versions,
 )
 from metabench.leaderboard.stats import mean_ci95
+from metabench.methods.card import ENSEMBLE_SELECTION, ENSEMBLE_SIZE
 
 # 2 added test_episodes_digest, torch_threads, code_version and preset_overrides; 3 model_selection and
 # tested_step.
@@ -341,6 +342,8 @@ def budget_text(
     text = f"{preset}, {meta_steps} steps" + (" (overridden)" if "meta_steps" in overrides else "")
     if model_selection == "best-validation":
         text += f", tested at step {tested_step} (best validation)"
+    elif model_selection == ENSEMBLE_SELECTION:
+        text += f", ensemble of the {ENSEMBLE_SIZE} best validated states (best at step {tested_step})"
     if "eval_episodes" in overrides:
         text += f", {overrides['eval_episodes']} test episodes (overridden)"
     settings = " ".join(

@@ -89,6 +89,13 @@ class Method(abc.ABC):
         Leaves the method as it found it: no parameter, optimizer state or train/eval mode changes.
         """
 
+    def scores(self, episode: Episode) -> torch.Tensor:
+        """Each query's score for every class, float [B, N*Q, N], of which `predict` takes the argmax.
+
+        Only for methods whose card sets `ensembles`: the top-5 ensemble averages these over states.
+        """
+        raise NotImplementedError(f"{self.card.name} gives no scores to ensemble")
+
     def evaluate(self, episode: Episode) -> torch.Tensor:
         """The query accuracy of every task, float [B]: the fraction of `predict`'s labels that are right."""
         predicted = self.predict(episode)

@@ -240,6 +240,88 @@ MAMLPP = MethodCard(
     presets_by_shape=lambda episode: mamlpp_budgets(twenty_way=episode.ways >= 20),
     transductive=True,  # with test_statistics=batch, the default; the instance says which
     model_selection="best-validation",
+    ensembles=True,  # the paper's results are top-5 ensembles: model_selection=top-5-ensemble
 )
 
-CARDS = (MAML, FOMAML, ANIL, META_SGD, MAMLPP)
+# The defaults are the 5-way Omniglot commands of the authors' README (openai/supervised-reptile, "commands
+# used for the paper"); reptile_episode_values holds the 20-way ones.
+REPTILE_FIELDS = (
+    Field("train_shots", "int", 10, "examples per class in a meta-training task", positive=True),
+    Field("inner_batch", "int", 10, "images per inner Adam step during meta-training", positive=True),
+    Field("inner_iters", "int", 5, "inner Adam steps per meta-training task", positive=True),
+    Field("inner_lr", "float", 1e-3, "step size of the inner Adam (beta1 = 0, beta2 = 0.999)", positive=True),
+    Field("meta_step", "float", 1.0, "outer step size ε at the start of the run", minimum=0.0),
+    Field("meta_step_final", "float", 0.0, "outer step size ε at the end (linear annealing)", minimum=0.0),
+    Field("meta_batch", "int", 5, "tasks per meta-update", positive=True),
+    Field("eval_batch", "int", 5, "support images per Adam step when adapting at test time", positive=True),
+    Field("eval_iters", "int", 50, "Adam steps on the support set at test time", positive=True),
+    Field("hidden", "int", 64, "channels of each Conv-4 layer", positive=True),
+    Field(
+        "transductive",
+        "bool",
+        False,
+        "predict a task's queries in one batch through BatchNorm (the paper's 'Reptile + Transduction'); "
+        "otherwise each query is normalized with the support set alone",
+    ),
+    Field(
+        "strategy",
+        "str",
+        "auto",
+        "vectorized (torch.func.vmap over tasks), loop (per-task torch.optim.Adam reference) or auto "
+        "(measured per device and task shape)",
+        choices=MAML_STRATEGIES,
+    ),
+)
+
+
+def reptile_episode_values(episode: EpisodeSpec) -> dict[str, Any]:
+    """The authors' 20-way commands: inner batch 20, 10 inner steps of 5e-4, test batches of 10.
+
+    The paper tests 5 and 20 ways only; 20 and more take the 20-way values, fewer the 5-way ones.
+    """
+    if episode.ways >= 20:
+        return {"inner_batch": 20, "inner_iters": 10, "inner_lr": 5e-4, "eval_batch": 10}
+    return {}
+
+
+def reptile_budgets(twenty_way: bool) -> dict[str, Preset]:
+    """The smoke, quick and paper budgets of Reptile for 5-way or 20-way tasks.
+
+    Only the number of meta-steps is reduced; every hyperparameter is
+    the paper's. ε still anneals from 1 to 0 over the shorter run, as the authors' train.py anneals it
+    over whatever --meta-iters it is given. Measured on one thread of the shared 2-core VM (torch 2.13,
+    CPU, under load from other work, so roughly): a 5-way step (5 tasks x 5 Adam steps of 10 images)
+    takes 130 to 140 ms; testing 25 5-way 1-shot tasks of 15 queries a class about 8 s (50 Adam steps a
+    task 4.3 s, every query in a batch with the whole support set 3.8 s), so 1000 test episodes take
+    about 5.5 min and each validation of 100 about 35 s. A 20-way step took 0.6 to 1.3 s and 25 20-way
+    test tasks 60 to 130 s: each of a task's 300 queries passes with its 20 support images.
+    - quick, 5-way: 1000 of the paper's 100,000 steps (2.5 min), two validations, 1000 test episodes:
+      about 9 min in all.
+    - quick, 20-way: 300 of the paper's 200,000 steps, one validation, and the 1000 test episodes of
+      every quick 20-way run (so that its results pair with theirs), which cost most of its time.
+    - smoke: 20 steps of a half-width network (32 channels) tested after 10 Adam steps instead of 50,
+      a check that the pipeline runs (about 4x cheaper to test), not of the accuracy.
+    """
+    quick = Preset(300, 1000, validate_every=300) if twenty_way else Preset(1000, 1000, validate_every=500)
+    return {
+        "smoke": Preset(20, 64, {"hidden": 32, "eval_iters": 10}, validate_every=20),
+        "quick": quick,
+        "paper": Preset(200_000 if twenty_way else 100_000, 1000),
+    }
+
+
+REPTILE = MethodCard(
+    name="reptile",
+    family="A",
+    paper="Nichol et al., arXiv 2018",
+    cite_key="nichol2018first",
+    summary="learn an initialization by moving it toward the weights a few Adam steps reach on each task",
+    implementation="metabench.methods.init.reptile:Reptile",
+    fields=REPTILE_FIELDS,
+    presets=reptile_budgets(twenty_way=False),
+    presets_by_shape=lambda episode: reptile_budgets(twenty_way=episode.ways >= 20),
+    transductive=False,
+    episode_values=reptile_episode_values,
+)
+
+CARDS = (MAML, FOMAML, ANIL, META_SGD, MAMLPP, REPTILE)

@@ -296,6 +296,10 @@ class MamlPlusPlus(Method):
                 norm.running_var[row].lerp_(var.mean(dim=0), BN_MOMENTUM)
 
     def predict(self, episode: Episode) -> torch.Tensor:
+        return self.scores(episode).argmax(dim=-1)
+
+    def scores(self, episode: Episode) -> torch.Tensor:
+        """The query logits after adaptation (what the authors' top-5 ensemble averages)."""
         episode = episode.to(self.device)
         weights = [0.0] * (self.config.inner_steps - 1) + [1.0]
         running = self.config.test_statistics == "running"
@@ -304,16 +308,13 @@ class MamlPlusPlus(Method):
         )
         params = {name: p.detach() for name, p in self.model.named_parameters()}
         tasks = (episode.support, episode.support_labels, episode.query, episode.query_labels)
-        with torch.no_grad():  # torch.func.grad still differentiates the inner steps
-            if self.test_strategy == "vectorized":
-                _, logits, _ = objective(params, *tasks)
-                return logits.argmax(dim=-1)
+        if self.test_strategy == "vectorized":
+            with torch.no_grad():  # torch.func.grad still differentiates the inner steps
+                return objective(params, *tasks)[1]
         start = {name: p.requires_grad_() for name, p in params.items()}  # leaves of the inner gradients
-        predictions = []
-        for t in range(episode.batch_size):
-            _, logits, _ = objective(start, *(part[t] for part in tasks))
-            predictions.append(logits.detach().argmax(dim=-1))
-        return torch.stack(predictions)
+        return torch.stack(
+            [objective(start, *(part[t] for part in tasks))[1].detach() for t in range(episode.batch_size)]
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {
