@@ -15,7 +15,7 @@ DEVICES = ("auto", "cpu", "cuda")
 MAX_SAMPLES_PER_CLASS = 20  # Omniglot has 20 drawings of every character
 METHOD_PLUGIN_GROUP = "metabench.methods"  # the entry-point group through which packages add methods
 # The methods `metabench bench methods` times by default: those with a vectorized and a per-task step.
-BENCH_METHODS = ("maml", "fomaml", "anil", "protonet")
+BENCH_METHODS = ("maml", "fomaml", "anil", "meta-sgd", "maml++", "reptile", "protonet")
 # Upper bounds of the counts a run takes, so no value reaches torch or SQLite (64-bit integers) unchecked.
 # A billion steps or a million test episodes is far past any real budget; a seed fills a 63-bit column.
 LIMITS = {"--meta-steps": 10**9, "--eval-episodes": 10**6, "--seed": 2**63 - 1}

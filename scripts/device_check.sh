@@ -33,7 +33,7 @@ stage 30 import "${MB[@]}" data import .omniglot
 stage 200 tests python3 -m pytest -q -p no:cacheprovider --ignore-glob='tests/test_tui_*' \
     --deselect tests/test_import_hygiene.py::test_import_linter_contracts_hold
 stage 30 bench-sampler "${MB[@]}" bench sampler
-stage 50 bench-methods "${MB[@]}" bench methods --device cuda --rounds 3
+stage 120 bench-methods "${MB[@]}" bench methods --device cuda --rounds 3
 # The runs to make on the GPU, one a line: a time limit in seconds, then `metabench run`'s arguments.
 RUNS="${RUNS:-80 protonet --preset quick
 90 maml --preset quick
