@@ -9,7 +9,16 @@ from typing import Any
 from metabench.config import EpisodeSpec
 from metabench.methods.card import Field, MethodCard, Preset
 
-MAML_STRATEGIES = ("auto", "vectorized", "loop")
+STRATEGIES = ("auto", "vectorized", "loop")
+# How a meta-training step runs, for every method of the family (each keeps the per-task reference).
+STRATEGY_FIELD = Field(
+    "strategy",
+    "str",
+    "auto",
+    "vectorized (torch.func.vmap over tasks), loop (per-task reference) or auto (measured per "
+    "device and task shape)",
+    choices=STRATEGIES,
+)
 
 MAML_FIELDS = (
     Field("inner_steps", "int", 1, "gradient steps on the support set during meta-training", positive=True),
@@ -20,14 +29,7 @@ MAML_FIELDS = (
     # Finn's code draws as many query examples per class as there are shots (see maml_episode_values).
     Field("train_queries", "int", 1, "query examples per class in meta-training tasks", positive=True),
     Field("hidden", "int", 64, "channels of each Conv-4 layer", positive=True),
-    Field(
-        "strategy",
-        "str",
-        "auto",
-        "vectorized (torch.func.vmap over tasks), loop (per-task reference) or auto (measured per "
-        "device and task shape)",
-        choices=MAML_STRATEGIES,
-    ),
+    STRATEGY_FIELD,
 )
 
 
@@ -201,13 +203,7 @@ MAMLPP_FIELDS = (
         "(the per-step running statistics; each query on its own)",
         choices=("batch", "running"),
     ),
-    Field(
-        "strategy",
-        "str",
-        "auto",
-        "vectorized (torch.func.vmap over tasks), loop (per-task reference) or auto",
-        choices=MAML_STRATEGIES,
-    ),
+    STRATEGY_FIELD,
 )
 
 
@@ -263,14 +259,7 @@ REPTILE_FIELDS = (
         "predict a task's queries in one batch through BatchNorm (the paper's 'Reptile + Transduction'); "
         "otherwise each query is normalized with the support set alone",
     ),
-    Field(
-        "strategy",
-        "str",
-        "auto",
-        "vectorized (torch.func.vmap over tasks), loop (per-task torch.optim.Adam reference) or auto "
-        "(measured per device and task shape)",
-        choices=MAML_STRATEGIES,
-    ),
+    STRATEGY_FIELD,
 )
 
 
