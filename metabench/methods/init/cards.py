@@ -257,7 +257,7 @@ REPTILE_FIELDS = (
         "bool",
         False,
         "predict a task's queries in one batch through BatchNorm (the paper's 'Reptile + Transduction'); "
-        "otherwise each query is normalized with the support set alone",
+        "otherwise each query passes with the support set alone, so BatchNorm sees no other query",
     ),
     STRATEGY_FIELD,
 )
