@@ -199,12 +199,15 @@ def test_missing_data_and_absent_cuda_are_refused(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("method", [m.name for m in all_cards()])
 def test_every_registered_method_runs_its_smoke_preset_end_to_end(method: str, store) -> None:
-    # The smoke preset's own training budget; fewer test episodes keep the whole sweep to a minute.
-    spec = RunSpec(method=method, preset="smoke", eval_episodes=16, device="cpu")
+    # The smoke preset's config for 4 steps (each validated and checkpointed) and 16 test episodes: the
+    # whole pipeline for every method in seconds. The learning at each smoke budget is checked by
+    # tests/test_methods.py; SNAIL's 200 smoke steps alone took 18 s here.
+    spec = RunSpec(method=method, preset="smoke", meta_steps=4, eval_episodes=16, device="cpu")
     sink = CollectingSink()
     record = run(spec, sink, db_path=store["db"], results_dir=store["results"])
     assert record.status == "finished", record.error
     assert record.method == method and record.preset == "smoke"
+    assert record.steps_done == (4 if get_card(method).needs_training else 0)
     assert len(record.episode_accuracies) == 16 and 0.0 <= record.accuracy <= 1.0
     assert sink.kinds()[0] == "started" and sink.kinds()[-1] == "finished"
     assert read_record_file(store["results"] / "runs" / f"{record.run_id}.json").run_id == record.run_id
