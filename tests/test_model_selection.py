@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_runner import StopAtValidation
 
 from metabench.config import EpisodeSpec, RunSpec
 from metabench.data.episodes import EVAL_SEED, evaluation_episodes
@@ -86,6 +87,18 @@ def test_top_5_ensemble_tests_the_mean_scores_of_the_five_best_validated_states(
     best_only = run(mamlpp_spec("best-validation"), CollectingSink(), db_path=db, results_dir=results)
     assert best_only.tested_step == ensemble.tested_step
     assert best_only.episode_accuracies != ensemble.episode_accuracies  # five states are not one
+
+
+def test_an_interrupted_ensemble_run_resumes_with_the_states_it_had_kept(tmp_path: Path) -> None:
+    # The kept states live in the checkpoint: a run stopped after 4 validations and resumed must test
+    # the same five states as an uninterrupted one (it would otherwise ensemble only steps 5 and 6).
+    db, results = tmp_path / "runs.db", tmp_path / "results"
+    uninterrupted = run(mamlpp_spec("top-5-ensemble"), CollectingSink(), db_path=db, results_dir=results)
+    stopped = run(mamlpp_spec("top-5-ensemble"), StopAtValidation(4), db_path=db, results_dir=results)
+    assert stopped.status == "interrupted" and stopped.steps_done == 4
+    resumed = run(None, CollectingSink(), db_path=db, results_dir=results, resume=stopped.run_id)
+    assert resumed.tested_step == uninterrupted.tested_step
+    assert resumed.episode_accuracies == uninterrupted.episode_accuracies
 
 
 def test_an_ensemble_needs_five_validations() -> None:

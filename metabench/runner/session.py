@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import sqlite3
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import sqlite_utils
 import torch
@@ -23,7 +21,7 @@ from metabench.leaderboard.portable import write_record_file
 from metabench.leaderboard.records import RunRecord
 from metabench.leaderboard.stats import mean_ci95
 from metabench.leaderboard.store import save_record
-from metabench.methods.card import ENSEMBLE_SELECTION, ENSEMBLE_SIZE, SELECTION_FIELD
+from metabench.methods.card import SELECTION_FIELD
 from metabench.runid import new_run_id
 from metabench.runner import environment as env
 from metabench.runner.checkpoint import checkpoint_path, save_checkpoint
@@ -37,20 +35,12 @@ from metabench.runner.events import (
     Validation,
 )
 from metabench.runner.interrupts import StopRequest, stop_on_signals
+from metabench.runner.selection import ModelSelection
 from metabench.runner.setup import Prepared
 from metabench.runner.training import CountingSampler, ProgressMeter, TrainingState, curve_interval
 
 EVAL_BATCH_SIZE = 25  # tasks per evaluate() call; fixed so every method sees identical batches
 VALIDATION_SEED = EVAL_SEED + 1  # validation episodes come from the val split with their own seed
-
-
-@dataclass(frozen=True)
-class BestState:
-    """The method's state at a step that validated among the best so far."""
-
-    step: int
-    accuracy: float
-    method: dict
 
 
 class NonFiniteLoss(Exception):
@@ -92,11 +82,8 @@ class Session:
         self.total = self.spec.meta_steps or 0
         self.generator = torch.Generator().manual_seed(self.spec.seed)
         self.state = TrainingState()
-        # "best-validation": the state with the best validation accuracy is tested, not the last one;
-        # the ensemble averages the scores of the ENSEMBLE_SIZE best.
-        self.selection = str(self.method.config.get(SELECTION_FIELD, "last"))
-        self.kept_size = {"best-validation": 1, ENSEMBLE_SELECTION: ENSEMBLE_SIZE}.get(self.selection, 0)
-        self.kept: list[BestState] = []  # the best validated states so far, best first
+        # Which trained state is tested: the last, the best validated, or an ensemble of the best.
+        self.selection = ModelSelection(str(self.method.config.get(SELECTION_FIELD, "last")))
         self.tested_step: int | None = None
         self.checkpoint_step: int | None = None
         self.consistent = True  # False while the method's state is between two steps
@@ -115,7 +102,7 @@ class Session:
             try:
                 self.sink.emit(self._started_event())
                 self._train(stop)
-                self._select_for_testing()
+                self.tested_step = self.selection.select(self.method, self.state.step)
                 accuracies = self._test(stop)
                 return self._finish(accuracies)
             except KeyboardInterrupt:
@@ -186,7 +173,7 @@ class Session:
                 state.close_point()
             if validation_due:
                 state.set_validation(self._validate())
-                self._keep_if_best()
+                self.selection.offer(step, state.curve[-1].val_accuracy, self.method)
                 self._checkpoint()
             self.consistent = True
             if validation_due:
@@ -215,25 +202,6 @@ class Session:
         values = [self.method.evaluate(episode).detach().float().cpu() for episode in episodes]
         return float(torch.cat(values).mean())
 
-    def _keep_if_best(self) -> None:
-        """Under best-validation or ensemble selection, copy the method's state when it validates among
-        the best so far."""
-        accuracy = self.state.curve[-1].val_accuracy
-        if not self.kept_size or accuracy is None:
-            return
-        if len(self.kept) < self.kept_size or accuracy > self.kept[-1].accuracy:
-            state = BestState(self.state.step, accuracy, copy.deepcopy(self.method.state_dict()))
-            # A stable sort: of equal accuracies the earlier state ranks first.
-            self.kept = sorted([*self.kept, state], key=lambda kept: -kept.accuracy)[: self.kept_size]
-
-    def _select_for_testing(self) -> None:
-        """Load the state that model selection names; note the step it comes from (the ensemble's best)."""
-        if self.kept:
-            self.method.load_state_dict(self.kept[0].method)
-            self.tested_step = self.kept[0].step
-        else:
-            self.tested_step = self.state.step
-
     def _checkpoint(self) -> None:
         state = {
             "run_id": self.run_id,
@@ -242,7 +210,7 @@ class Session:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.p.device.type == "cuda" else [],
             "training": self.state.to_checkpoint(),
-            "kept": [vars(kept) for kept in self.kept],
+            "kept": self.selection.to_checkpoint(),
         }
         save_checkpoint(checkpoint_path(self.run_id), state)
         self.checkpoint_step = self.state.step
@@ -255,9 +223,7 @@ class Session:
         if self.p.device.type == "cuda" and len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
         self.state = TrainingState.from_checkpoint(checkpoint["training"])
-        # Checkpoints written before the ensemble kept one "best" state.
-        kept = checkpoint.get("kept", [checkpoint["best"]] if checkpoint.get("best") else [])
-        self.kept = [BestState(**state) for state in kept]
+        self.selection.restore(checkpoint)
         self.checkpoint_step = self.state.step
 
     # --- testing -----------------------------------------------------------------------------
@@ -275,8 +241,7 @@ class Session:
         ):
             stop.check()
             # Six decimals hold every k / (N*Q) faithfully and drop float32 noise from the records.
-            values = self._ensemble_evaluate(batch) if self.selection == ENSEMBLE_SELECTION else None
-            values = self.method.evaluate(batch) if values is None else values
+            values = self.selection.evaluate(self.method, batch)
             accuracies.extend(round(a, 6) for a in values.detach().float().cpu().tolist())
             now = time.perf_counter()
             if now - last_event >= 0.1 or len(accuracies) >= episodes:
@@ -290,17 +255,6 @@ class Session:
         if len(accuracies) != episodes:
             raise MetabenchError(f"the test set gave {len(accuracies)} episode results instead of {episodes}")
         return accuracies
-
-    def _ensemble_evaluate(self, batch: Any) -> torch.Tensor:
-        """Query accuracy of each task under the mean scores of the kept states (the authors' ensemble
-        averages the per-model outputs, then takes the argmax)."""
-        total = None
-        for kept in self.kept:
-            self.method.load_state_dict(kept.method)
-            scores = self.method.scores(batch)
-            total = scores if total is None else total + scores
-        assert total is not None  # setup refuses an ensemble run with too few validations
-        return (total.argmax(dim=-1) == batch.query_labels.to(total.device)).float().mean(dim=-1)
 
     # --- endings -----------------------------------------------------------------------------
 
@@ -412,6 +366,6 @@ class Session:
             episode_accuracies=accuracies,
             error=error,
             resumable=resumable,
-            model_selection=self.selection,
+            model_selection=self.selection.selection,
             tested_step=self.tested_step if status == "finished" else None,
         )

@@ -12,10 +12,11 @@ from metabench.data.protocols import load_protocol
 from metabench.errors import MetabenchError
 from metabench.leaderboard.record_schema import check_spec
 from metabench.methods.base import Method, TrainingContext
-from metabench.methods.card import ENSEMBLE_SELECTION, ENSEMBLE_SIZE, SELECTION_FIELD, MethodCard
+from metabench.methods.card import SELECTION_FIELD, MethodCard
 from metabench.methods.loader import get_method
 from metabench.methods.registry import get_card
 from metabench.runner.environment import resolve_device
+from metabench.runner.selection import check_validations
 
 VALIDATION_EPISODES = 100  # at most: validation tracks the trend, the test set measures the result
 CHECKPOINTS_PER_RUN = 10  # when the preset does not say how often to validate
@@ -109,12 +110,8 @@ def prepare(
         method_class = get_method(spec.method)
     except ValueError as exc:
         raise MetabenchError(str(exc)) from None
-    validations = -(-(spec.meta_steps or 0) // validate_every)  # at every multiple, and the last step
-    if config.get(SELECTION_FIELD) == ENSEMBLE_SELECTION and validations < ENSEMBLE_SIZE:
-        raise MetabenchError(
-            f"{SELECTION_FIELD}={ENSEMBLE_SELECTION} needs {ENSEMBLE_SIZE} validated states but this run "
-            f"validates {validations} times; train longer with --meta-steps"
-        )
+    # Validated at every multiple of validate_every and at the last step.
+    check_validations(str(config.get(SELECTION_FIELD)), -(-(spec.meta_steps or 0) // validate_every))
     device = resolve_device(spec.device)
     data = load_protocol(spec.protocol, device, data_dir=data_dir)
     spec = _fit_test_set(spec, data)
