@@ -40,6 +40,19 @@ def omniglot_dir() -> Path:
     return path
 
 
+@pytest.fixture
+def one_thread() -> Any:
+    """One intra-op thread: measured numbers then hold on any core count, and on the shared 2-core
+    machine two spinning threads made a step 10 to 20 times slower (pretrain's 100 learning steps: 49 s
+    against 2.3 s; test_method_invariants.py under load: 46 s against 8)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def random_context(episode: Any, characters: int = 25, seed: int = 0) -> Any:
     """A TrainingContext over random binary images (characters x 4 rotations classes), for tests of a
     method's mechanics that need its constructor but no real data."""

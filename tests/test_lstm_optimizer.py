@@ -28,13 +28,7 @@ TINY = {"train_queries": "2", "inner_steps": "3"}
 PERMUTATION = torch.tensor([3, 0, 4, 1, 2])
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on the shared 2-core machine two spinning threads are much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture(scope="module")

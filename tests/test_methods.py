@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import io
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -351,17 +350,6 @@ LEARNING_BUDGET: dict[str, tuple[int, dict[str, str], float]] = {
 PRETRAIN_CLASSES = 40
 CHANCE = 1 / LEARNING_EPISODE.ways
 PIXELS_ACCURACY = 0.420  # raw-pixel nearest neighbour on these 50 episodes: deterministic, no training
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the measured numbers above then hold on any core count, and on a shared
-    2-core machine two spinning threads made a step 10 to 20 times slower (measured: 49 s against 2.3 s
-    for pretrain's 100 steps)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def training_sampler(name: str, data: Any) -> EpisodeSampler:

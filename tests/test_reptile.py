@@ -24,13 +24,7 @@ SMALL = EpisodeSpec(ways=5, shots=1, queries=3)
 TINY = {"hidden": "8", "meta_batch": "3", "inner_iters": "3", "inner_batch": "4", "train_shots": "2"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the timings below hold on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture

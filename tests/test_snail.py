@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,18 +21,12 @@ from metabench.methods.other.snail import AttentionBlock, DenseBlock, Snail, Sna
 SMALL = EpisodeSpec(ways=5, shots=1, queries=4)
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
+
+
 @pytest.fixture(scope="module")
 def vinyals() -> Any:
     return load_protocol("vinyals")
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine two spinning threads made these tests far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build(data: Any, episode: EpisodeSpec = SMALL, overrides: dict[str, str] | None = None, seed: int = 0):
