@@ -11,6 +11,9 @@ PRESETS = ("smoke", "quick", "paper")
 # vinyals: Vinyals et al. 2016 split with rotations; lake: background vs evaluation set; lake-within: the
 # same with every task's classes from one alphabet; lake-runs: train as lake, test on Lake's 20 runs.
 PROTOCOLS = ("vinyals", "lake", "lake-within", "lake-runs")
+# Protocols whose papers report error rates (Lake et al.: people 4.5%): their boards show the error
+# beside the accuracy.
+ERROR_RATE_PROTOCOLS = ("lake-runs",)
 DEVICES = ("auto", "cpu", "cuda")
 MAX_SAMPLES_PER_CLASS = 20  # Omniglot has 20 drawings of every character
 METHOD_PLUGIN_GROUP = "metabench.methods"  # the entry-point group through which packages add methods

@@ -52,12 +52,13 @@ def results_dir(override: str | os.PathLike[str] | None = None) -> Path:
     return Path(env).expanduser() if env else home() / "results"
 
 
+# Files shipped with the package, by their path in the repository; the wheel carries each at
+# metabench/_<path> (pyproject.toml's force-include).
+BUNDLED_FILES = ("catalog", "results/published.csv", "results/references.csv")
+
+
 def bundled(name: str) -> Path:
     """A file shipped with the package: the installed copy (wheel) or the repository's (editable)."""
-    installed = {
-        "catalog": PACKAGE_DIR / "_catalog",
-        "published.csv": PACKAGE_DIR / "_results" / "published.csv",
-    }
-    in_repo = {"catalog": REPO_DIR / "catalog", "published.csv": REPO_DIR / "results" / "published.csv"}
-    candidate = installed[name]
-    return candidate if candidate.exists() else in_repo[name]
+    [relative] = [path for path in BUNDLED_FILES if Path(path).name == name]
+    installed = PACKAGE_DIR / f"_{relative}"
+    return installed if installed.exists() else REPO_DIR / relative

@@ -23,6 +23,7 @@ from metabench.leaderboard import (
     ingest_directory,
     list_runs,
     load_published,
+    load_references,
     paired_t_test,
     render_markdown,
     save_record,
@@ -129,6 +130,11 @@ def golden_records() -> list[RunRecord]:
         make_record("000a", "protonet", 0.91, ways=20, noise_seed=6),
         make_record("000a", "protonet", 0.93, protocol="lake", noise_seed=7),
         make_record("fa11", "maml", 0.0, family="A", status="failed"),
+        # Lake's 20 runs: the board shows people and the other published references beside the runs.
+        make_record("1a4e", "protonet", 0.96, protocol="lake-runs", ways=20, queries=1, episodes=20),
+        make_record(
+            "1a4e", "pretrain", 0.90, family="baseline", protocol="lake-runs", ways=20, queries=1, episodes=20
+        ),
     ]
 
 
@@ -195,8 +201,14 @@ def test_boards_separate_protocols_and_episode_sets_and_rank_by_accuracy(db) -> 
         save_record(db, record)
     boards = build_leaderboards(db)
     keys = [(b.setting.protocol, b.setting.ways, b.setting.eval_episodes) for b in boards]
-    assert keys == [("lake", 5, 100), ("vinyals", 5, 60), ("vinyals", 5, 100), ("vinyals", 20, 100)]
-    main = boards[2]
+    assert keys == [
+        ("lake", 5, 100),
+        ("lake-runs", 20, 20),
+        ("vinyals", 5, 60),
+        ("vinyals", 5, 100),
+        ("vinyals", 20, 100),
+    ]
+    main = boards[3]
     assert [row.method for row in main.rows][::3] == ["protonet", "pixels-nn"]
     assert {row.method for row in main.rows[1:3]} == {"maml", "fomaml"}
     assert [row.rank for row in main.rows] == [1, 2, 3, 4]
@@ -212,7 +224,7 @@ def test_boards_separate_protocols_and_episode_sets_and_rank_by_accuracy(db) -> 
     assert main.rows[3].significant_vs_above is True  # 70% vs 95%: unmistakable
     assert main.rows[2].p_value_vs_above is not None
     # Filters and the all-runs view.
-    assert [b.setting.label for b in build_leaderboards(db, ways=20)] == ["20w1s"]
+    assert [b.setting.label for b in build_leaderboards(db, ways=20)] == ["20w1s", "20w1s"]
     assert build_leaderboards(db, protocol="lake")[0].setting.protocol == "lake"
     everything = build_leaderboards(db, protocol="vinyals", ways=5, shots=1, all_runs=True)
     assert sum(len(b.rows) for b in everything) == 6
@@ -272,6 +284,37 @@ def test_markdown_export_matches_the_golden_file(db) -> None:
     if os.environ.get("METABENCH_UPDATE_GOLDEN"):
         GOLDEN.write_text(document)
     assert document == GOLDEN.read_text()
+
+
+def test_lake_runs_boards_show_the_published_references_and_error_rates(db) -> None:
+    for record in golden_records():
+        save_record(db, record)
+    [board] = build_leaderboards(db, protocol="lake-runs")
+    assert board.setting.reports_error_rate
+    names = [getattr(entry, "method", getattr(entry, "name", None)) for entry in board.entries()]
+    people = next(ref for ref in board.references if ref.name == "people")
+    assert (people.error, people.accuracy) == (4.5, 95.5) and "Science 2015" in people.paper
+    accuracies = [entry.accuracy for entry in board.entries()]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert names.index("Bayesian Program Learning") < names.index("people")
+    assert [row.rank for row in board.rows] == [1, 2]  # references are shown, never ranked
+    document = render_markdown([board])
+    assert "| accuracy % | error % | published % |" in document
+    assert "| ref | *people* | reference | 95.5 | 4.5 | published reference [" in document
+    assert board.to_dict()["references"][0]["name"] == "Bayesian Program Learning"
+    # Other protocols have neither references nor an error column.
+    vinyals = build_leaderboards(db, protocol="vinyals")[0]
+    assert vinyals.references == () and "error %" not in render_markdown([vinyals])
+
+
+def test_malformed_references_name_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "references.csv"
+    path.write_text("protocol,ways,shots,name,error,paper,table,note\nlake-runs,20,1,people,104.5,p,t,\n")
+    with pytest.raises(ValueError, match="references.csv, line 2: malformed row"):
+        load_references(path)
+    path.write_text("protocol,ways,shots,name,accuracy\n")
+    with pytest.raises(ValueError, match="expected the columns protocol,ways,shots,name,error"):
+        load_references(path)
 
 
 def test_markdown_of_an_empty_database_says_so(db) -> None:

@@ -165,3 +165,40 @@ async def test_export_writes_the_markdown_leaderboard_where_the_user_says(db_pat
         assert target.read_text() == expected
         assert "## Omniglot vinyals, 5-way 1-shot" in expected and "protonet" in expected
         assert any(str(target) in note for note in notes), notes
+
+
+async def test_lake_runs_board_shows_people_and_error_rates_beside_a_real_run(tmp_path):
+    """Lake's 20 runs: the published references sit between the runs by accuracy, marked 'ref',
+    with an error column; highlighting one shows its source, and enter opens no record."""
+    path = tmp_path / "lake.db"
+    args = ["pixels-nn", "--protocol", "lake-runs", "--ways", "20", "--queries", "1", "--preset", "smoke"]
+    process = subprocess.run(
+        [sys.executable, "-m", "metabench", "run", *args, "--events", "none", "--db", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 0, process.stderr
+    [board] = build_leaderboards(open_database(path))
+    [run] = board.rows
+    app = create_app(path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        table = await open_board(pilot)
+        methods = column_text(table, "method")
+        assert methods == [entry.method if entry is run else entry.name for entry in board.entries()]
+        assert column_text(table, "rank").count("ref") == 5 and "1" in column_text(table, "rank")
+        people = methods.index("people")
+        accuracy, error = column_text(table, "accuracy")[people], column_text(table, "error")[people]
+        assert (accuracy, error) == ("95.5", "4.5")
+        assert column_text(table, "error")[methods.index(run.method)] == f"{100 - run.accuracy:.2f}"
+        # Sorted by rank, the references stay where their accuracy puts them.
+        await pilot.press("r", "r")
+        assert column_text(table, "method") == methods
+        table.focus()
+        table.move_cursor(row=people)
+        await settle(pilot)
+        detail = str(app.screen.query_one("#board-detail .record", Static).render())
+        assert "people" in detail and "published reference, not a run" in detail and "Science 2015" in detail
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, LeaderboardScreen)

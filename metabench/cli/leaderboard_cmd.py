@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -19,6 +20,9 @@ from metabench.cli.common import (
     print_json,
 )
 from metabench.errors import MetabenchError
+
+if TYPE_CHECKING:
+    from metabench.leaderboard import Leaderboard
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +43,6 @@ def leaderboard_command(
     """Rank finished runs per setting, beside the published numbers."""
     from metabench.config import PROTOCOLS
     from metabench.leaderboard import build_leaderboards
-    from metabench.leaderboard.markdown import format_duration
 
     if protocol is not None and protocol not in PROTOCOLS:
         raise MetabenchError(f"unknown --protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
@@ -55,32 +58,56 @@ def leaderboard_command(
     if not boards:
         console.print("no finished runs match; start one with `metabench run METHOD`")
     for board in boards:
-        table = Table("#", title=board.setting.title, title_justify="left")
-        table.add_column("method", no_wrap=True)  # names are what the reader scans for: never cut them
-        for column in ("accuracy %", "published %", "diff", "vs above", "budget"):
-            table.add_column(column)
-        table.add_column("device", overflow="fold")
-        table.add_column("train", no_wrap=True)
-        for row in board.rows:
-            versus = "-" if row.p_value_vs_above is None else (
-                f"{'significant' if row.significant_vs_above else 'n.s.'} p={row.p_value_vs_above:.3f}"
-            )  # fmt: skip
-            table.add_row(
-                str(row.rank),
-                row.method + (" †" if row.transductive else ""),
-                percent_ci_text(row.accuracy, row.ci95),
-                "none published"
-                if row.published is None and row.published_paper
-                else percent_ci_text(row.published, row.published_ci),
-                "-" if row.difference is None else f"{row.difference:+.2f}",
-                versus,
-                Text(row.budget),  # Text, not markup: a record's strings are data, never styling
-                Text(row.device),
-                format_duration(row.train_time_s),
-            )
-        console.print(table)
+        console.print(_board_table(board))
     if boards:
         console.print("† transductive evaluation; vs above: paired t-test over the same test episodes")
+    if any(board.references for board in boards):
+        console.print("ref: a published reference, not a run (sources: `metabench export`)")
+
+
+def _board_table(board: Leaderboard) -> Table:
+    """One setting as a rich table: its runs, and its published references marked as such."""
+    from metabench.leaderboard import PublishedReference
+    from metabench.leaderboard.markdown import format_duration
+
+    error_rate = board.setting.reports_error_rate
+    table = Table("#", title=board.setting.title, title_justify="left")
+    table.add_column("method", no_wrap=True)  # names are what the reader scans for: never cut them
+    for column in ("accuracy %", *(["error %"] if error_rate else []), "published %", "diff", "vs above"):
+        table.add_column(column)
+    table.add_column("budget")
+    table.add_column("device", overflow="fold")
+    table.add_column("train", no_wrap=True)
+    for entry in board.entries():
+        if isinstance(entry, PublishedReference):
+            cells = [
+                "ref",
+                entry.name,
+                f"{entry.accuracy:.1f}",
+                *([f"{entry.error:.1f}"] if error_rate else []),
+            ]
+            cells += ["reference", "", "", "", "", ""]
+            table.add_row(*(Text(cell) for cell in cells), style="italic dim")
+            continue
+        row = entry
+        versus = "-" if row.p_value_vs_above is None else (
+            f"{'significant' if row.significant_vs_above else 'n.s.'} p={row.p_value_vs_above:.3f}"
+        )  # fmt: skip
+        table.add_row(
+            str(row.rank),
+            row.method + (" †" if row.transductive else ""),
+            percent_ci_text(row.accuracy, row.ci95),
+            *([f"{100.0 - row.accuracy:.2f}"] if error_rate else []),
+            "none published"
+            if row.published is None and row.published_paper
+            else percent_ci_text(row.published, row.published_ci),
+            "-" if row.difference is None else f"{row.difference:+.2f}",
+            versus,
+            Text(row.budget),  # Text, not markup: a record's strings are data, never styling
+            Text(row.device),
+            format_duration(row.train_time_s),
+        )
+    return table
 
 
 @one_line_errors

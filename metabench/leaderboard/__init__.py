@@ -15,7 +15,13 @@ from metabench.leaderboard.portable import (
     read_record_file,
     write_record_file,
 )
-from metabench.leaderboard.published import PublishedResult, find_published, load_published
+from metabench.leaderboard.published import (
+    PublishedReference,
+    PublishedResult,
+    find_published,
+    load_published,
+    load_references,
+)
 from metabench.leaderboard.ranking import Leaderboard, LeaderboardRow, Setting, build_leaderboards
 from metabench.leaderboard.record_schema import STATUSES
 from metabench.leaderboard.records import (
@@ -43,6 +49,7 @@ __all__ = [
     "Leaderboard",
     "LeaderboardRow",
     "PairedTest",
+    "PublishedReference",
     "PublishedResult",
     "RunRecord",
     "RunSummary",
@@ -57,6 +64,7 @@ __all__ = [
     "list_runs",
     "live_owner",
     "load_published",
+    "load_references",
     "mean_ci95",
     "paired_t_test",
     "read_record_file",

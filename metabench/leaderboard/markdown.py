@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from metabench.leaderboard.published import PublishedReference
 from metabench.leaderboard.ranking import Leaderboard, LeaderboardRow
 
 INTRO = """\
@@ -12,7 +13,9 @@ ways, shots, queries, number of test episodes and evaluation seed); runs of othe
 episode sets are on boards of their own. "vs above" is a paired t-test over those episodes against
 the run ranked just above (significant when p < 0.05). A dagger (†) marks transductive evaluation
 (BatchNorm with test-batch statistics), which inflates accuracy. Published numbers are the papers'
-own, under protocols that differ from paper to paper: read the notes under each board.
+own, under protocols that differ from paper to paper: read the notes under each board. Rows ranked
+"ref" are published references that are not runs (people and models on Lake's 20 runs); boards of
+protocols whose papers print error rates show the error (100 - accuracy) beside the accuracy.
 """
 
 
@@ -27,48 +30,55 @@ def render_markdown(boards: list[Leaderboard]) -> str:
 
 
 def _section(board: Leaderboard) -> str:
+    error_rate = board.setting.reports_error_rate
+    error_header, error_align = (" error % |", "--:|") if error_rate else ("", "")
     lines = [
         f"## {board.setting.title}",
         "",
-        "| # | method | family | accuracy % | published % | diff | vs above | budget | device "
+        f"| # | method | family | accuracy % |{error_header} published % | diff | vs above | budget | device "
         "| train time | run |",
-        "|--:|---|---|---|---|--:|---|---|---|--:|---|",
+        f"|--:|---|---|---|{error_align}---|--:|---|---|---|--:|---|",
     ]
     notes: list[str] = []
-    for row in board.rows:
+    for entry in board.entries():
+        if isinstance(entry, PublishedReference):
+            notes.append(_one_line(f"{len(notes) + 1}. {entry.name}: {entry.paper}, {entry.table}"))
+            notes[-1] += f"; {entry.note}" if entry.note else ""
+            cells = ["ref", f"*{entry.name}*", "reference", _paper_number(entry.accuracy)]
+            cells += [_paper_number(entry.error)] if error_rate else []
+            cells += [f"published reference [{len(notes)}]", *["-"] * 6]
+            lines.append(_table_row(cells))
+            continue
+        row = entry
         published = "-"
         if row.published_paper is not None:
-            note_number = len(notes) + 1
             notes.append(
                 _one_line(
-                    f"{note_number}. {row.method}: {row.published_paper}"
+                    f"{len(notes) + 1}. {row.method}: {row.published_paper}"
                     + (f"; {row.published_note}" if row.published_note else "")
                 )
             )
-            published = _published(row) + f" [{note_number}]"
-        lines.append(
-            "| "
-            + " | ".join(
-                _cell(text)
-                for text in [
-                    str(row.rank),
-                    row.method + (" †" if row.transductive else ""),
-                    row.family,
-                    _accuracy(row.accuracy, row.ci95),
-                    published,
-                    "-" if row.difference is None else f"{row.difference:+.2f}",
-                    _versus(row),
-                    f"{row.budget}, seed {row.seed}",
-                    row.device,
-                    format_duration(row.train_time_s),
-                    f"`{row.run_id}`",
-                ]
-            )
-            + " |"
-        )
+            published = _published(row) + f" [{len(notes)}]"
+        cells = [str(row.rank), row.method + (" †" if row.transductive else ""), row.family]
+        cells.append(_accuracy(row.accuracy, row.ci95))
+        cells += [f"{100.0 - row.accuracy:.2f}"] if error_rate else []
+        cells += [
+            published,
+            "-" if row.difference is None else f"{row.difference:+.2f}",
+            _versus(row),
+            f"{row.budget}, seed {row.seed}",
+            row.device,
+            format_duration(row.train_time_s),
+            f"`{row.run_id}`",
+        ]
+        lines.append(_table_row(cells))
     if notes:
         lines += ["", "Published numbers:", "", *notes]
     return "\n".join(lines) + "\n"
+
+
+def _table_row(cells: list[str]) -> str:
+    return "| " + " | ".join(_cell(text) for text in cells) + " |"
 
 
 def _one_line(text: str) -> str:

@@ -1,11 +1,14 @@
-"""The published Omniglot numbers (results/published.csv) and the lookup that pairs them with runs."""
+"""The published Omniglot numbers: the methods' (results/published.csv), paired with runs, and the
+references that are not methods (results/references.csv: people, Bayesian Program Learning)."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from metabench import paths
 
@@ -13,6 +16,7 @@ COLUMNS = (
     "method", "protocol", "ways", "shots", "accuracy", "ci95",
     "transductive", "paper", "table", "protocol_note",
 )  # fmt: skip
+REFERENCE_COLUMNS = ("protocol", "ways", "shots", "name", "error", "paper", "table", "note")
 
 
 @dataclass(frozen=True)
@@ -37,38 +41,93 @@ class PublishedResult:
 
 def load_published(path: Path | None = None) -> tuple[PublishedResult, ...]:
     """Read the published numbers; ValueError naming the line of a malformed row."""
-    return _load(path or paths.bundled("published.csv"))
+    return _load(path or paths.bundled("published.csv"), COLUMNS, _published_row)
+
+
+@dataclass(frozen=True)
+class PublishedReference:
+    """A published result that is not a metabench method (people, Bayesian Program Learning, a model
+    no one released): shown on the boards of its setting as a reference, never ranked as a run.
+
+    Lake et al. report error rates, so the file keeps the printed error and the accuracy follows.
+    """
+
+    protocol: str
+    ways: int
+    shots: int
+    name: str
+    error: float  # percent, as printed
+    paper: str
+    table: str
+    note: str
+
+    @property
+    def accuracy(self) -> float:
+        return 100.0 - self.error
+
+
+def load_references(path: Path | None = None) -> tuple[PublishedReference, ...]:
+    """Read the published references; ValueError naming the line of a malformed row."""
+    return _load(path or paths.bundled("references.csv"), REFERENCE_COLUMNS, _reference_row)
+
+
+def references_for(
+    references: tuple[PublishedReference, ...], protocol: str, ways: int, shots: int
+) -> tuple[PublishedReference, ...]:
+    """The references of one setting, best first."""
+    matching = [r for r in references if (r.protocol, r.ways, r.shots) == (protocol, ways, shots)]
+    return tuple(sorted(matching, key=lambda r: r.error))
+
+
+def _published_row(row: dict[str, str]) -> PublishedResult:
+    return PublishedResult(
+        method=row["method"],
+        protocol=row["protocol"],
+        ways=int(row["ways"]),
+        shots=int(row["shots"]),
+        accuracy=float(row["accuracy"]) if row["accuracy"] else None,
+        ci95=float(row["ci95"]) if row["ci95"] else None,
+        transductive={"yes": True, "no": False, "": None}[row["transductive"]],
+        paper=row["paper"],
+        table=row["table"],
+        note=row["protocol_note"],
+    )
+
+
+def _reference_row(row: dict[str, str]) -> PublishedReference:
+    error = float(row["error"])
+    if not 0.0 <= error <= 100.0:
+        raise ValueError("an error rate is a percentage")
+    return PublishedReference(
+        protocol=row["protocol"],
+        ways=int(row["ways"]),
+        shots=int(row["shots"]),
+        name=row["name"],
+        error=error,
+        paper=row["paper"],
+        table=row["table"],
+        note=row["note"],
+    )
 
 
 @cache
-def _load(path: Path) -> tuple[PublishedResult, ...]:
+def _load(path: Path, columns: tuple[str, ...], parse: Callable[[dict[str, str]], Any]) -> tuple[Any, ...]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"cannot read the published numbers at {path}: {exc.strerror}") from None
     reader = csv.DictReader(text.splitlines())
-    if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise ValueError(f"{path}: expected the columns {','.join(COLUMNS)}")
-    results = []
+    if tuple(reader.fieldnames or ()) != columns:
+        raise ValueError(f"{path}: expected the columns {','.join(columns)}")
+    return tuple(_parsed(reader, parse, path))
+
+
+def _parsed(reader: csv.DictReader[str], parse: Callable[[dict[str, str]], Any], path: Path) -> Iterator[Any]:
     for line, row in enumerate(reader, start=2):
         try:
-            results.append(
-                PublishedResult(
-                    method=row["method"],
-                    protocol=row["protocol"],
-                    ways=int(row["ways"]),
-                    shots=int(row["shots"]),
-                    accuracy=float(row["accuracy"]) if row["accuracy"] else None,
-                    ci95=float(row["ci95"]) if row["ci95"] else None,
-                    transductive={"yes": True, "no": False, "": None}[row["transductive"]],
-                    paper=row["paper"],
-                    table=row["table"],
-                    note=row["protocol_note"],
-                )
-            )
+            yield parse(row)
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"{path}, line {line}: malformed row {row!r}") from None
-    return tuple(results)
 
 
 def find_published(

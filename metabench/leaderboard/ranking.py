@@ -8,8 +8,15 @@ from typing import Any
 
 import sqlite_utils
 
-from metabench.config import PRESETS
-from metabench.leaderboard.published import PublishedResult, find_published, load_published
+from metabench.config import ERROR_RATE_PROTOCOLS, PRESETS
+from metabench.leaderboard.published import (
+    PublishedReference,
+    PublishedResult,
+    find_published,
+    load_published,
+    load_references,
+    references_for,
+)
 from metabench.leaderboard.stats import SIGNIFICANCE_LEVEL, paired_t_test
 from metabench.leaderboard.store import FinishedRun, episode_accuracies, finished_summaries
 
@@ -28,6 +35,11 @@ class Setting:
     @property
     def label(self) -> str:
         return f"{self.ways}w{self.shots}s"
+
+    @property
+    def reports_error_rate(self) -> bool:
+        """Whether this protocol's papers print error rates, so the boards show them beside accuracy."""
+        return self.protocol in ERROR_RATE_PROTOCOLS
 
     @property
     def title(self) -> str:
@@ -68,15 +80,31 @@ class LeaderboardRow:
 
 @dataclass(frozen=True)
 class Leaderboard:
-    """The ranked runs of one setting; runs of different settings are never ranked together."""
+    """The ranked runs of one setting; runs of different settings are never ranked together.
+
+    `references` are published results of this setting that are not runs (people on Lake's runs):
+    shown beside the runs, never ranked among them.
+    """
 
     setting: Setting
     rows: tuple[LeaderboardRow, ...]
+    references: tuple[PublishedReference, ...] = ()
+
+    def entries(self) -> list[LeaderboardRow | PublishedReference]:
+        """Runs and references in one list by accuracy, best first (a reference above a tied run)."""
+        return sorted([*self.references, *self.rows], key=lambda entry: -entry.accuracy)
 
     def to_dict(self) -> dict[str, Any]:
+        setting = {
+            **asdict(self.setting),
+            "label": self.setting.label,
+            "title": self.setting.title,
+            "reports_error_rate": self.setting.reports_error_rate,
+        }
         return {
-            "setting": {**asdict(self.setting), "label": self.setting.label, "title": self.setting.title},
+            "setting": setting,
             "rows": [asdict(row) for row in self.rows],
+            "references": [asdict(ref) | {"accuracy": ref.accuracy} for ref in self.references],
         }
 
 
@@ -95,6 +123,7 @@ def build_leaderboards(
     shows every finished run.
     """
     published = load_published() if published is None else published
+    references = load_references()
     groups: dict[Setting, list[FinishedRun]] = defaultdict(list)
     for entry in finished_summaries(db, protocol, ways, shots):
         run = entry.summary
@@ -104,7 +133,9 @@ def build_leaderboards(
     for setting in sorted(groups, key=_setting_order):
         entries = groups[setting] if all_runs else _representatives(groups[setting])
         entries.sort(key=lambda entry: (-(entry.summary.accuracy or 0.0), entry.summary.run_id))
-        boards.append(Leaderboard(setting, tuple(_rows(db, setting, entries, published))))
+        rows = tuple(_rows(db, setting, entries, published))
+        shown = references_for(references, setting.protocol, setting.ways, setting.shots)
+        boards.append(Leaderboard(setting, rows, shown))
     return boards
 
 

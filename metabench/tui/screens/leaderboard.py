@@ -20,7 +20,12 @@ from metabench.tui import store
 from metabench.tui.screens.base import MainScreen
 from metabench.tui.screens.dialogs import PathScreen
 from metabench.tui.screens.run_record import RunRecordScreen
-from metabench.tui.widgets.leaderboard_table import TRANSDUCTIVE_MARK, LeaderboardTable
+from metabench.tui.widgets.leaderboard_table import (
+    REFERENCE_KEY,
+    TRANSDUCTIVE_MARK,
+    LeaderboardTable,
+    run_id_of,
+)
 from metabench.tui.widgets.run_detail import RunDetail
 
 DEFAULT_EXPORT = "LEADERBOARD.md"
@@ -135,8 +140,15 @@ class LeaderboardScreen(MainScreen):
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if isinstance(event.data_table, LeaderboardTable) and event.row_key.value:
-            self.load_detail(event.row_key.value)
+        if isinstance(event.data_table, LeaderboardTable):
+            run_id = run_id_of(event.row_key.value)
+            if run_id is not None:
+                self.load_detail(run_id)
+                return
+            table = event.data_table
+            for reference in table.board.references:  # a published reference: show its source
+                if event.row_key.value == REFERENCE_KEY + reference.name:
+                    self.query_one("#board-detail", RunDetail).show_reference(reference)
 
     @work(thread=True, exclusive=True, group="leaderboard-detail", exit_on_error=False)
     def load_detail(self, run_id: str) -> None:
@@ -148,8 +160,9 @@ class LeaderboardScreen(MainScreen):
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
-        if isinstance(event.data_table, LeaderboardTable) and event.row_key.value:
-            self.app.push_screen(RunRecordScreen(event.row_key.value))
+        run_id = run_id_of(event.row_key.value)
+        if isinstance(event.data_table, LeaderboardTable) and run_id is not None:
+            self.app.push_screen(RunRecordScreen(run_id))
 
     # --- actions ---------------------------------------------------------------------------------
 

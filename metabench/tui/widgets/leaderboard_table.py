@@ -9,10 +9,11 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 if TYPE_CHECKING:
-    from metabench.leaderboard import Leaderboard, LeaderboardRow
+    from metabench.leaderboard import Leaderboard, LeaderboardRow, PublishedReference
 from metabench.tui import formatting as fmt
 
 TRANSDUCTIVE_MARK = "†"
+REFERENCE_KEY = "reference:"  # the row key prefix of a published reference, which is not a run
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,22 @@ class Column:
 
     def cell(self, row: LeaderboardRow) -> SortableCell:
         text, value = _CELLS[self.key](row)
+        return SortableCell(text, value)
+
+    def reference_cell(self, reference: PublishedReference, rank: float) -> SortableCell:
+        """A published reference's cell: its name, accuracy and error; 'reference' where a run has
+        its published number; blank elsewhere. `rank` places it between the runs it falls between."""
+        style = "italic dim"
+        cells = {
+            "rank": (Text("ref", style=style, justify="right"), rank),
+            "method": (Text(reference.name, style="italic"), reference.name),
+            "accuracy": (Text(fmt.percent(reference.accuracy, 1), style=style, justify="right"), None),
+            "error": (Text(fmt.percent(reference.error, 1), style=style, justify="right"), None),
+            "published": (Text("reference", style=style, justify="right"), None),
+        }
+        text, value = cells.get(self.key, (Text(""), None))
+        if self.key in ("accuracy", "error"):
+            value = reference.accuracy if self.key == "accuracy" else reference.error
         return SortableCell(text, value)
 
 
@@ -79,6 +96,7 @@ _CELLS = {
         ),
         r.published,
     ),
+    "error": lambda r: (Text(fmt.percent(100.0 - r.accuracy), justify="right"), 100.0 - r.accuracy),
     "difference": _difference,
     "significance": _significance,
     "budget": lambda r: (Text(r.budget), r.meta_steps),
@@ -96,6 +114,7 @@ COLUMNS = (
     Column("method", "Method", False),
     Column("family", "Fam", False),
     Column("accuracy", "Accuracy % ± CI", True),
+    Column("error", "Error %", False),  # only on boards of protocols that report error rates
     Column("published", "Published %", True),
     Column("difference", "Δ", True),
     Column("significance", "vs above", False),
@@ -116,13 +135,23 @@ class LeaderboardTable(DataTable[SortableCell]):
         self.board = board
         self.sort_column = "rank"
         self.sort_descending = False
+        error_rate = board.setting.reports_error_rate
+        self.shown_columns = tuple(c for c in COLUMNS if c.key != "error" or error_rate)
 
     def on_mount(self) -> None:
-        for column in COLUMNS:
+        from metabench.leaderboard import LeaderboardRow
+
+        for column in self.shown_columns:
             # Two spare cells on every header leave room for the sort arrow without a relayout.
             self.add_column(Text(column.label + "  "), key=column.key)
-        for row in self.board.rows:
-            self.add_row(*(column.cell(row) for column in COLUMNS), key=row.run_id)
+        rank_above = 0.0
+        for entry in self.board.entries():
+            if isinstance(entry, LeaderboardRow):
+                self.add_row(*(column.cell(entry) for column in self.shown_columns), key=entry.run_id)
+                rank_above = entry.rank
+            else:  # sorted by rank, a reference stays between the runs it falls between
+                cells = (column.reference_cell(entry, rank_above + 0.5) for column in self.shown_columns)
+                self.add_row(*cells, key=REFERENCE_KEY + entry.name)
 
     def sort_by(self, key: str, descending: bool | None = None) -> None:
         """Sort by the column `key`; a repeated sort on the same column flips the direction."""
@@ -132,14 +161,14 @@ class LeaderboardTable(DataTable[SortableCell]):
             else:
                 descending = COLUMN_BY_KEY[key].descending_first
         self.sort_column, self.sort_descending = key, descending
-        for column in COLUMNS:
+        for column in self.shown_columns:
             arrow = (" ▼" if descending else " ▲") if column.key == key else "  "
             self.columns[column.key].label = Text(column.label + arrow)  # type: ignore[index]
         self.sort(key, key=lambda cell: cell.sort_key(descending), reverse=descending)
 
     def next_sort_column(self) -> None:
         """Sort by the column to the right of the current one (wrapping)."""
-        keys = [column.key for column in COLUMNS]
+        keys = [column.key for column in self.shown_columns]
         self.sort_by(keys[(keys.index(self.sort_column) + 1) % len(keys)])
 
     def reverse_sort(self) -> None:
@@ -158,6 +187,12 @@ class LeaderboardTable(DataTable[SortableCell]):
         return [self.coordinate_to_cell_key((index, 0)).row_key for index in range(self.row_count)]
 
     def selected_run_id(self) -> str | None:
+        """The run under the cursor; None on an empty board or a published reference."""
         if not self.row_count:
             return None
-        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return run_id_of(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+
+
+def run_id_of(row_key: str | None) -> str | None:
+    """The run a row shows: its key, unless the row is a published reference (or there is none)."""
+    return None if row_key is None or row_key.startswith(REFERENCE_KEY) else row_key

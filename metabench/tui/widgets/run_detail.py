@@ -12,6 +12,7 @@ from textual.widgets import Label, Sparkline, Static
 from metabench.tui import formatting as fmt
 
 if TYPE_CHECKING:
+    from metabench.leaderboard import PublishedReference
     from metabench.leaderboard.records import RunRecord
 
 CURVES = (("loss", "loss"), ("train acc", "train_accuracy"), ("val acc", "val_accuracy"))
@@ -101,3 +102,18 @@ class RunDetail(VerticalScroll):
             )
         if rows:
             self.mount_all(rows)
+
+    def show_reference(self, reference: PublishedReference) -> None:
+        """A published reference's source and figure: it is not a run, so it has no record or curve."""
+        self.record = None
+        lines = [
+            f"[b]{escape(reference.name)}[/b]  [dim]published reference, not a run[/dim]",
+            f"[dim]setting[/dim]   {escape(reference.protocol)} {reference.ways}-way {reference.shots}-shot",
+            f"[dim]accuracy[/dim]  [b]{reference.accuracy:.1f}[/b] % ({reference.error:.1f} % error)",
+            f"[dim]source[/dim]    {escape(reference.paper)}, {escape(reference.table)}",
+        ]
+        if reference.note:
+            lines.append(f"[dim]note[/dim]      {escape(reference.note)}")
+        self.query_one(".record", Static).update("\n".join(lines))
+        for _, field in CURVES:
+            self.query_one(f"#curve-{field}", Horizontal).display = False
