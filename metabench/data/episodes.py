@@ -16,6 +16,21 @@ _EVAL_CHUNK = 128  # evaluation episodes are drawn in fixed chunks, so batch_siz
 
 
 @dataclass(frozen=True)
+class Pairs:
+    """A batch of image pairs for verification (Koch et al.'s same/different task).
+
+    first, second: float [B, 1, H, W]; same: float [B], 1.0 where both show the same class;
+    first_class, second_class: long [B], indices into the sampler's classes (on the CPU).
+    """
+
+    first: torch.Tensor
+    second: torch.Tensor
+    same: torch.Tensor
+    first_class: torch.Tensor
+    second_class: torch.Tensor
+
+
+@dataclass(frozen=True)
 class _Draw:
     """The CPU indices of a batch of tasks: which class and drawing fills each support and query slot."""
 
@@ -113,6 +128,26 @@ class EpisodeSampler:
         rows = (classes * self.drawings + drawings).to(self.device)
         flat = self._images.view(self.num_classes * self.drawings, -1).index_select(0, rows)
         return _to_float(flat).view(batch_size, 1, *self._images.shape[2:]), classes.to(self.device)
+
+    def sample_pairs(self, batch_size: int, generator: torch.Generator) -> Pairs:
+        """Balanced same/different pairs of this split's classes: even rows show two distinct drawings of
+        one class, odd rows drawings of two distinct classes (uniform over classes and drawings)."""
+        if not isinstance(batch_size, int) or batch_size < 2 or batch_size % 2:
+            raise ValueError(f"batch_size must be an even number of pairs, at least 2, got {batch_size!r}")
+        if self.num_classes < 2 or self.drawings < 2:
+            raise ValueError("pairs need at least two classes with two drawings each")
+        first_class = torch.randint(self.num_classes, (batch_size,), generator=generator)
+        # A different class: shifting by 1..C-1 (mod C) is uniform over the other classes.
+        shift = torch.randint(1, self.num_classes, (batch_size,), generator=generator)
+        same = torch.arange(batch_size) % 2 == 0
+        second_class = torch.where(same, first_class, (first_class + shift) % self.num_classes)
+        drawings = torch.rand(batch_size, self.drawings, generator=generator).argsort(dim=1)[:, :2]
+        rows = torch.stack([first_class, second_class], dim=1) * self.drawings + drawings  # [B, 2]
+        flat = self._images.view(self.num_classes * self.drawings, -1).index_select(
+            0, rows.flatten().to(self.device)
+        )
+        images = _to_float(flat).view(batch_size, 2, 1, *self._images.shape[2:])
+        return Pairs(images[:, 0], images[:, 1], same.float().to(self.device), first_class, second_class)
 
     def evaluation_batches(
         self, spec: EpisodeSpec, episodes: int, batch_size: int, seed: int
