@@ -7,6 +7,8 @@ from typing import Any
 
 from metabench.config import EpisodeSpec
 from metabench.methods.card import Field, MethodCard, Preset
+from metabench.methods.compare.matching_card import MATCHING
+from metabench.methods.compare.relation_card import RELATION
 
 
 def protonet_episode_values(episode: EpisodeSpec) -> dict[str, Any]:
@@ -150,4 +152,4 @@ SIAMESE = MethodCard(
     model_selection="best-validation",
 )
 
-CARDS = (SIAMESE, PROTONET)
+CARDS = (SIAMESE, MATCHING, PROTONET, RELATION)
