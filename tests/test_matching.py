@@ -17,13 +17,13 @@ from metabench.config import EpisodeSpec
 from metabench.data import evaluation_episodes, load_protocol
 from metabench.data.episode import Episode
 from metabench.methods.base import TrainingContext
+from metabench.methods.compare.cards import MATCHING
 from metabench.methods.compare.matching import (
     FullContextEmbeddings,
     MatchingNet,
     class_probabilities,
     cosine_similarities,
 )
-from metabench.methods.compare.matching_card import MATCHING
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -397,9 +397,7 @@ def test_card_trains_on_the_tests_shape_and_loads_no_torch() -> None:
     assert MATCHING.make_config("smoke", {}, EpisodeSpec(20, 1, 15)).meta_batch == 1
     paper = MATCHING.make_config("paper", {}, EpisodeSpec(5, 1, 15))
     assert (paper.fce, paper.cosine, paper.lr, paper.meta_batch) == (False, "both", 1e-3, 32)
-    code = (
-        "import json, sys, metabench.methods.compare.matching_card; print(json.dumps('torch' in sys.modules))"
-    )
+    code = "import json, sys, metabench.methods.compare.cards; print(json.dumps('torch' in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) is False
 

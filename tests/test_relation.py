@@ -21,8 +21,8 @@ from metabench.data import evaluation_episodes, load_protocol
 from metabench.data.episode import Episode
 from metabench.methods.base import TrainingContext
 from metabench.methods.compare import relation
+from metabench.methods.compare.cards import RELATION
 from metabench.methods.compare.relation import RelationNet, class_sums
-from metabench.methods.compare.relation_card import RELATION
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -97,8 +97,7 @@ def test_twenty_way_quick_runs_compress_the_schedule() -> None:
 
 def test_the_card_loads_no_torch() -> None:
     code = (
-        "import json, sys; import metabench.methods.compare.relation_card; "
-        "print(json.dumps('torch' in sys.modules))"
+        "import json, sys; import metabench.methods.compare.cards; print(json.dumps('torch' in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) is False

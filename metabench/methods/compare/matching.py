@@ -13,7 +13,7 @@ from metabench.data.episode import Episode
 from metabench.methods.base import Method, StepStats, TrainingContext
 from metabench.methods.card import Config, MethodCard
 from metabench.methods.common import accuracy, training_episode
-from metabench.methods.compare.matching_card import MATCHING
+from metabench.methods.compare.cards import MATCHING
 from metabench.models.conv4 import Conv4
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from metabench.data.episode import Episode
 from metabench.methods.base import Method, StepStats, TrainingContext
 from metabench.methods.card import Config, MethodCard
 from metabench.methods.common import accuracy, episode_shaped_training
-from metabench.methods.compare.relation_card import RELATION
+from metabench.methods.compare.cards import RELATION
 
 if TYPE_CHECKING:
     from metabench.data.episodes import EpisodeSampler
