@@ -273,9 +273,9 @@ def test_every_committed_record_still_ingests_and_ranks(db) -> None:
     # Upgraded from format 1 by scripts/upgrade_records.py: the test-episode digest and the overrides
     # derived from the spec (one per setting, so every pair on a board is paired), the rest unknown.
     records = [read_record_file(path) for path in files]
-    digests: dict[str, set[str]] = {}
+    digests: dict[tuple[str, str], set[str]] = {}
     for r in records:
-        digests.setdefault(r.episode.label, set()).add(r.test_episodes_digest)
+        digests.setdefault((r.protocol, r.episode.label), set()).add(r.test_episodes_digest)
     assert all(len(found) == 1 and "" not in found for found in digests.values()), digests
     overridden = {r.run_id: dict(r.preset_overrides) for r in records if r.preset_overrides}
     assert overridden == {
