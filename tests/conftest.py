@@ -86,3 +86,18 @@ def assert_same_state(a: dict, b: dict) -> None:
 
     ta, tb = tensors(a), tensors(b)
     assert len(ta) == len(tb) and all(torch.equal(x, y) for x, y in zip(ta, tb, strict=True))
+
+
+def relabelled(episode: Any, permutation: Any) -> Any:
+    """The same tasks with every class renamed by `permutation` (support and query labels alike)."""
+    from metabench.data.episode import Episode
+
+    return Episode(
+        episode.support,
+        permutation[episode.support_labels],
+        episode.query,
+        permutation[episode.query_labels],
+        episode.ways,
+        episode.shots,
+        episode.queries,
+    )

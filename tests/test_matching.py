@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_same_state, random_context
+from conftest import assert_same_state, random_context, relabelled
 
 from metabench.config import EpisodeSpec
 from metabench.data import evaluation_episodes, load_protocol
@@ -306,16 +306,7 @@ def test_predictions_do_not_depend_on_other_queries(vinyals: Any, overrides: dic
 def test_relabelling_permutes_the_predictions(vinyals: Any, overrides: dict, spec: EpisodeSpec) -> None:
     method = build(vinyals, overrides, spec)
     episode = tasks(vinyals, spec, 4)
-    relabelled = Episode(
-        episode.support,
-        PERMUTATION[episode.support_labels],
-        episode.query,
-        PERMUTATION[episode.query_labels],
-        episode.ways,
-        episode.shots,
-        episode.queries,
-    )
-    assert torch.equal(method.predict(relabelled), PERMUTATION[method.predict(episode)])
+    assert torch.equal(method.predict(relabelled(episode, PERMUTATION)), PERMUTATION[method.predict(episode)])
 
 
 # --- mechanics: determinism, resume, prediction is read-only ------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import relabelled
 
 from metabench.config import EpisodeSpec, RunSpec
 from metabench.data import evaluation_episodes, load_protocol
@@ -123,16 +124,7 @@ def test_relabelling_permutes_the_predictions(name: str, vinyals: Any, episode: 
     classifier with a different initial weight per label (MAML, see NOT_EQUIVARIANT).
     """
     method = build(name, vinyals)
-    relabelled = Episode(
-        episode.support,
-        PERMUTATION[episode.support_labels],
-        episode.query,
-        PERMUTATION[episode.query_labels],
-        episode.ways,
-        episode.shots,
-        episode.queries,
-    )
-    assert torch.equal(method.predict(relabelled), PERMUTATION[method.predict(episode)])
+    assert torch.equal(method.predict(relabelled(episode, PERMUTATION)), PERMUTATION[method.predict(episode)])
 
 
 def test_the_run_records_the_configured_instances_transduction(
