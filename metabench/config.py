@@ -15,6 +15,8 @@ PROTOCOLS = ("vinyals", "lake", "lake-within", "lake-runs")
 # beside the accuracy.
 ERROR_RATE_PROTOCOLS = ("lake-runs",)
 DEVICES = ("auto", "cpu", "cuda")
+# How every board, list and chart marks a transductive evaluation (test-batch statistics).
+TRANSDUCTIVE_MARK = "†"
 MAX_SAMPLES_PER_CLASS = 20  # Omniglot has 20 drawings of every character
 METHOD_PLUGIN_GROUP = "metabench.methods"  # the entry-point group through which packages add methods
 # The methods `metabench bench methods` times by default: those with a vectorized and a per-task step.

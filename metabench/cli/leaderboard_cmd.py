@@ -19,6 +19,7 @@ from metabench.cli.common import (
     percent_ci_text,
     print_json,
 )
+from metabench.config import TRANSDUCTIVE_MARK
 from metabench.errors import MetabenchError
 
 if TYPE_CHECKING:
@@ -60,7 +61,10 @@ def leaderboard_command(
     for board in boards:
         console.print(_board_table(board))
     if boards:
-        console.print("† transductive evaluation; vs above: paired t-test over the same test episodes")
+        console.print(
+            f"{TRANSDUCTIVE_MARK} transductive evaluation; "
+            "vs above: paired t-test over the same test episodes"
+        )
     if any(board.references for board in boards):
         console.print("ref: a published reference, not a run (sources: `metabench export`)")
 
@@ -95,7 +99,7 @@ def _board_table(board: Leaderboard) -> Table:
         )  # fmt: skip
         table.add_row(
             str(row.rank),
-            row.method + (" †" if row.transductive else ""),
+            row.method + (f" {TRANSDUCTIVE_MARK}" if row.transductive else ""),
             percent_ci_text(row.accuracy, row.ci95),
             *([f"{100.0 - row.accuracy:.2f}"] if error_rate else []),
             "none published"

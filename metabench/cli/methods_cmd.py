@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from metabench.cli.common import JsonOption, budget_text, console, one_line_errors, print_json
+from metabench.config import TRANSDUCTIVE_MARK
 from metabench.errors import MetabenchError
 
 
@@ -51,14 +52,14 @@ def _print_methods(rows: list[dict]) -> None:
             five, twenty = row["presets"].get(preset), row["presets_20_way"].get(preset)
             same = budget_text(twenty) == budget_text(five)  # a 20-way budget of its own is shown
             cells.append(budget_text(five) + ("" if same else f"\n20-way: {budget_text(twenty)}"))
-        label = row["name"] + (" †" if row["transductive"] else "")
+        label = row["name"] + (f" {TRANSDUCTIVE_MARK}" if row["transductive"] else "")
         family = (
             row["family_name"] if row["family"] == "baseline" else f"{row['family']} {row['family_name']}"
         )
         table.add_row(label, family, row["paper"], *cells)
     console.print(table)
     console.print(
-        "budgets: meta-training steps / test episodes; † transductive evaluation; "
+        f"budgets: meta-training steps / test episodes; {TRANSDUCTIVE_MARK} transductive evaluation; "
         "`metabench methods NAME` lists a method's config keys"
     )
 

@@ -20,6 +20,7 @@ from metabench.cli.common import (
     percent_text,
     print_json,
 )
+from metabench.config import TRANSDUCTIVE_MARK
 from metabench.errors import MetabenchError
 
 SHOWN_FIELDS = (
@@ -65,7 +66,7 @@ def runs_list(
             run.preset,
             f"{run.steps_done}/{run.meta_steps}",
             accuracy_text(run.accuracy, run.ci95)
-            + (" †" if run.transductive and run.accuracy is not None else ""),
+            + (f" {TRANSDUCTIVE_MARK}" if run.transductive and run.accuracy is not None else ""),
             run.device_name,
             run.created_at,
         )

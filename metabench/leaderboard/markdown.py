@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from metabench.config import TRANSDUCTIVE_MARK
 from metabench.leaderboard.published import PublishedReference
 from metabench.leaderboard.ranking import Leaderboard, LeaderboardRow
 
@@ -59,7 +60,11 @@ def _section(board: Leaderboard) -> str:
                 )
             )
             published = _published(row) + f" [{len(notes)}]"
-        cells = [str(row.rank), row.method + (" †" if row.transductive else ""), row.family]
+        cells = [
+            str(row.rank),
+            row.method + (f" {TRANSDUCTIVE_MARK}" if row.transductive else ""),
+            row.family,
+        ]
         cells.append(_accuracy(row.accuracy, row.ci95))
         cells += [f"{100.0 - row.accuracy:.2f}"] if error_rate else []
         cells += [

@@ -10,9 +10,9 @@ from textual.widgets import DataTable
 
 if TYPE_CHECKING:
     from metabench.leaderboard import Leaderboard, LeaderboardRow, PublishedReference
+from metabench.config import TRANSDUCTIVE_MARK
 from metabench.tui import formatting as fmt
 
-TRANSDUCTIVE_MARK = "†"
 REFERENCE_KEY = "reference:"  # the row key prefix of a published reference, which is not a run
 
 
