@@ -34,28 +34,43 @@ class EpisodeSpec:
     shots: int = 1
     queries: int = 15
 
-    def validate(self, available_classes: int | None = None) -> None:
-        """Raise ValueError naming the impossible part of this episode shape."""
+    def problems(self, available_classes: int | None = None) -> dict[str, str]:
+        """{field: what is impossible about it} for this episode shape; empty when it is possible."""
+        problems = {}
         for name in ("ways", "shots", "queries"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+                problems[name] = f"--{name} must be a positive integer, got {value!r}"
+        if problems:
+            return problems
         if self.ways < 2:
-            raise ValueError(f"--ways must be at least 2 for a classification task, got {self.ways}")
+            problems["ways"] = f"--ways must be at least 2 for a classification task, got {self.ways}"
         if self.shots + self.queries > MAX_SAMPLES_PER_CLASS:
-            raise ValueError(
+            problems["queries"] = (
                 f"shots + queries = {self.shots + self.queries} but Omniglot has only "
                 f"{MAX_SAMPLES_PER_CLASS} drawings per character; lower --shots or --queries"
             )
         if available_classes is not None and self.ways > available_classes:
-            raise ValueError(
+            problems["ways"] = (
                 f"--ways {self.ways} exceeds the {available_classes} classes of this split; lower --ways"
             )
+        return problems
+
+    def validate(self, available_classes: int | None = None) -> None:
+        """Raise ValueError naming the impossible part of this episode shape."""
+        problems = self.problems(available_classes)
+        if problems:
+            raise ValueError(next(iter(problems.values())))
 
     @property
     def label(self) -> str:
         """Short human name, e.g. '5w1s'."""
         return f"{self.ways}w{self.shots}s"
+
+
+# Protocols whose test set is a fixed set of tasks of one shape: Lake et al.'s 20 one-shot runs are
+# 20-way 1-shot with one query per class, so a run on them must be of that shape.
+FIXED_TEST_SHAPES = {"lake-runs": EpisodeSpec(20, 1, 1)}
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ async def test_a_smoke_run_launched_from_the_form_streams_progress_then_tops_the
         await pilot.press("n")
         assert isinstance(app.screen, RunFormScreen)
         form = app.screen
-        await wait_until(pilot, lambda: form.known_methods is not None, 120, "the method list")
-        assert {"protonet", "maml", "pixels-nn"} <= form.known_methods
+        await wait_until(pilot, lambda: form.cards is not None, 120, "the method list")
+        assert {"protonet", "maml", "pixels-nn"} <= set(form.cards)
         # Choose the method as a user does: open the list, type to jump, confirm.
         form.query_one("#method", Select).focus()
         await pilot.press("enter", *"pixels", "enter")

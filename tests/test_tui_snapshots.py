@@ -56,7 +56,7 @@ def test_run_form_prefilled(snap_compare, app):
     async def run_before(pilot):
         await settle(pilot)
         pilot.app.action_new_run("protonet")
-        await wait_until(pilot, lambda: getattr(pilot.app.screen, "known_methods", None), 120, "methods")
+        await wait_until(pilot, lambda: getattr(pilot.app.screen, "cards", None), 120, "methods")
         await _steady(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

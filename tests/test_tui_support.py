@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable
@@ -68,21 +69,54 @@ def row_keys(table: DataTable) -> list[str]:
 
 
 def test_form_validation_names_each_problem():
+    from metabench.methods.registry import all_cards
     from metabench.tui.run_process import validate_form
 
+    cards = {card.name: card for card in all_cards()}
     good = {"method": "protonet", "protocol": "vinyals", "ways": "5", "shots": "1", "queries": "15",
-            "preset": "smoke", "device": "cpu", "seed": "0"}  # fmt: skip
-    assert validate_form(good, frozenset({"protonet"})) == {}
+            "preset": "smoke", "device": "cpu", "seed": "0", "options": ""}  # fmt: skip
+    assert validate_form(good, cards) == {}
     assert validate_form(good, None) == {}  # method list still loading: no complaint yet
     errors = validate_form({**good, "ways": "1", "shots": "6", "queries": "15", "seed": "-1"}, None)
-    assert errors["ways"] == "ways must be at least 2"
-    assert "shots + queries = 21 > 20" in errors["queries"]
-    assert errors["seed"].startswith("seed must be a whole number")
-    assert validate_form({**good, "shots": "", "method": "nope"}, frozenset({"protonet"})) == {
-        "shots": "shots must be a positive whole number",
+    assert errors == {"seed": "seed must be a whole number"}  # the numbers are read before their rules
+    errors = validate_form({**good, "ways": "1", "shots": "6", "queries": "15"}, None)
+    assert errors["ways"] == "--ways must be at least 2 for a classification task, got 1"
+    assert "shots + queries = 21 but Omniglot has only 20" in errors["queries"]
+    assert validate_form({**good, "shots": "", "method": "nope"}, cards) == {
         "method": "unknown method 'nope'",
+        "shots": "shots must be a whole number",
     }
     assert "protocol" in validate_form({**good, "protocol": "omniglot"}, None)
+
+
+def test_the_form_refuses_what_the_run_refuses_from_the_same_rules():
+    from metabench.config import parse_overrides
+    from metabench.errors import MetabenchError
+    from metabench.methods.registry import all_cards
+    from metabench.runner.setup import resolve_spec
+    from metabench.tui.run_process import _spec, validate_form
+
+    cards = {card.name: card for card in all_cards()}
+    good = {"method": "pixels-nn", "protocol": "lake-runs", "ways": "20", "shots": "1", "queries": "1",
+            "preset": "smoke", "device": "cpu", "seed": "0", "options": ""}  # fmt: skip
+    assert validate_form(good, cards) == {}
+    refused = [
+        ({"ways": "5", "queries": "15"}, "ways", "protocol lake-runs tests on fixed 20w1s tasks"),
+        ({"method": "protonet", "options": "lr=-1"}, "options", "lr must be positive"),
+        ({"method": "protonet", "options": "bogus=1"}, "options", "unknown key 'bogus'"),
+        ({"method": "protonet", "options": "lr"}, "options", "--set expects key=value"),
+    ]
+    for change, field, message in refused:
+        values = {**good, **change}
+        errors = validate_form(values, cards)
+        assert list(errors) == [field] and message in errors[field], (change, errors)
+        if field == "options" and "=" not in values["options"]:
+            continue  # the CLI refuses that one while parsing --set, before any spec exists
+        numbers = {name: int(values[name]) for name in ("ways", "shots", "queries", "seed")}
+        spec = _spec(values, numbers, parse_overrides(values["options"].split()))
+        with pytest.raises(MetabenchError) as refusal:  # the run refuses it with the same words
+            resolve_spec(spec)
+        assert message in str(refusal.value)
 
 
 def test_events_fold_into_a_snapshot():

@@ -278,14 +278,19 @@ class MethodCard:
         valid = ", ".join(sorted(f.name for f in self.fields)) or "none"
         raise ValueError(f"unknown key {key!r} for method {self.name!r}; valid keys: {valid}")
 
+    def _presets(self, episode: EpisodeSpec) -> dict[str, Preset]:
+        return self.presets_by_shape(episode) if self.presets_by_shape else self.presets
+
+    def preset_names(self, episode: EpisodeSpec) -> tuple[str, ...]:
+        """The presets this method has for this episode shape, in PRESETS order."""
+        return tuple(p for p in PRESETS if p in self._presets(episode))
+
     def preset_for(self, preset: str, episode: EpisodeSpec) -> Preset:
         """The budget `preset` gives this episode shape."""
-        presets = self.presets_by_shape(episode) if self.presets_by_shape else self.presets
+        presets = self._presets(episode)
         if preset not in presets:
-            choices = [p for p in PRESETS if p in presets]
-            raise ValueError(
-                f"method {self.name!r} has no preset {preset!r}; choose one of {', '.join(choices)}"
-            )
+            choices = ", ".join(self.preset_names(episode))
+            raise ValueError(f"method {self.name!r} has no preset {preset!r}; choose one of {choices}")
         return presets[preset]
 
     def defaults(self, episode: EpisodeSpec) -> dict[str, Any]:

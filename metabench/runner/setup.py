@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from metabench.config import PRESETS, PROTOCOLS, RunSpec, check_count
+from metabench.config import RunSpec
 from metabench.data.protocols import load_protocol
 from metabench.errors import MetabenchError
 from metabench.leaderboard.record_schema import check_spec
@@ -17,6 +17,7 @@ from metabench.methods.loader import get_method
 from metabench.methods.registry import get_card
 from metabench.runner.environment import resolve_device
 from metabench.runner.selection import check_validations
+from metabench.spec_rules import fixed_shape_problem, spec_problems
 
 VALIDATION_EPISODES = 100  # at most: validation tracks the trend, the test set measures the result
 CHECKPOINTS_PER_RUN = 10  # when the preset does not say how often to validate
@@ -57,26 +58,12 @@ def resolve_spec(spec: RunSpec) -> Resolved:
         card = get_card(spec.method)
     except ValueError as exc:
         raise MetabenchError(f"{exc}; see `metabench methods`") from None
-    if spec.protocol not in PROTOCOLS:
-        raise MetabenchError(f"unknown protocol {spec.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    if spec.preset not in PRESETS or spec.preset not in card.presets:
-        choices = [p for p in PRESETS if p in card.presets]
-        raise MetabenchError(
-            f"unknown preset {spec.preset!r} for {spec.method}; choose one of {', '.join(choices)}"
-        )
-    try:
-        spec.episode.validate()
-    except ValueError as exc:
-        raise MetabenchError(str(exc)) from None
+    problems = spec_problems(spec, card)
+    if problems:
+        raise MetabenchError(next(iter(problems.values())))
     preset = card.preset_for(spec.preset, spec.episode)
     meta_steps = preset.meta_steps if spec.meta_steps is None else spec.meta_steps
     eval_episodes = preset.eval_episodes if spec.eval_episodes is None else spec.eval_episodes
-    try:
-        check_count("--meta-steps", meta_steps, minimum=0)
-        check_count("--eval-episodes", eval_episodes, minimum=1)
-        check_count("--seed", spec.seed, minimum=0)
-    except ValueError as exc:
-        raise MetabenchError(str(exc)) from None
     if not card.needs_training:
         meta_steps = 0  # nothing to train: the budget is the evaluation alone
     resolved = replace(spec, meta_steps=meta_steps, eval_episodes=eval_episodes)
@@ -162,10 +149,10 @@ def _fit_test_set(spec: RunSpec, data: Any) -> RunSpec:
     shape = getattr(data, "test_spec", None)
     if shape is None:
         return spec
-    if spec.episode != shape:
+    if spec.episode != shape:  # the data's own shape, should it ever differ from the declared one
         raise MetabenchError(
-            f"protocol {spec.protocol} tests on fixed {shape.label} tasks with {shape.queries} query per "
-            f"class: use --ways {shape.ways} --shots {shape.shots} --queries {shape.queries}"
+            fixed_shape_problem(spec.protocol, spec.episode)
+            or f"the {spec.protocol} test tasks are {shape.label}, not {spec.episode.label}"
         )
     runs = data.test.num_classes // shape.ways
     return replace(spec, eval_episodes=min(spec.eval_episodes or runs, runs))

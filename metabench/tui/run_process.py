@@ -8,9 +8,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from metabench.config import DEVICES, MAX_SAMPLES_PER_CLASS, PRESETS, PROTOCOLS
+from metabench.config import DEVICES, EpisodeSpec, RunSpec, parse_overrides
+from metabench.spec_rules import spec_problems
+
+if TYPE_CHECKING:
+    from metabench.methods.card import MethodCard
 
 TERMINAL_EVENTS = ("finished", "failed", "interrupted")
 CURVE_POINTS = 400  # the sparklines are at most a few hundred cells wide; older points are thinned
@@ -28,6 +32,7 @@ class RunRequest:
     preset: str = "smoke"
     device: str = "auto"
     seed: int = 0
+    options: tuple[tuple[str, str], ...] = ()  # the method's own config keys, as `--set key=value`
 
     @property
     def setting(self) -> str:
@@ -46,6 +51,7 @@ def run_command(request: RunRequest, db_path: Path) -> list[str]:
         "--preset", request.preset,
         "--device", request.device,
         "--seed", str(request.seed),
+        *(item for key, value in request.options for item in ("--set", f"{key}={value}")),
         "--events", "jsonl",
         "--db", str(db_path),
     ]  # fmt: skip
@@ -76,38 +82,55 @@ def child_environment() -> dict[str, str]:
 
 # --- the form's validation -------------------------------------------------------------------
 
+NUMBER_FIELDS = ("ways", "shots", "queries", "seed")
 
-def validate_form(values: Mapping[str, str], methods: frozenset[str] | None = None) -> dict[str, str]:
+
+def validate_form(values: Mapping[str, str], cards: Mapping[str, MethodCard] | None = None) -> dict[str, str]:
     """Check the raw text of the form; return {field: one-line problem} (empty when valid).
 
-    `methods` is the set of known method names, or None while the list is still loading.
+    The text is parsed here; what it means is checked by the same rules `metabench run` applies
+    (metabench.spec_rules), so the form never accepts what the run would refuse. `cards` are the
+    methods' cards by name, or None while the list is still loading.
     """
     errors: dict[str, str] = {}
     method = values.get("method", "").strip()
     if not method:
         errors["method"] = "choose a method"
-    elif methods is not None and method not in methods:
+    elif cards is not None and method not in cards:
         errors["method"] = f"unknown method {method!r}"
-    for name, choices in (("protocol", PROTOCOLS), ("preset", PRESETS), ("device", DEVICES)):
-        if values.get(name, "") not in choices:
-            errors[name] = f"choose one of {', '.join(choices)}"
+    if values.get("device", "") not in DEVICES:
+        errors["device"] = f"choose one of {', '.join(DEVICES)}"
     numbers: dict[str, int] = {}
-    for name, minimum in (("ways", 2), ("shots", 1), ("queries", 1), ("seed", 0)):
+    for name in NUMBER_FIELDS:
         text = values.get(name, "").strip()
-        if not text.isdigit():
-            kind = "a whole number >= 0" if minimum == 0 else "a positive whole number"
-            errors[name] = f"{name} must be {kind}"
-            continue
-        numbers[name] = int(text)
-        if numbers[name] < minimum:
-            errors[name] = f"{name} must be at least {minimum}"
-    if "shots" in numbers and "queries" in numbers and "shots" not in errors and "queries" not in errors:
-        total = numbers["shots"] + numbers["queries"]
-        if total > MAX_SAMPLES_PER_CLASS:
-            errors["queries"] = (
-                f"shots + queries = {total} > {MAX_SAMPLES_PER_CLASS} drawings per character; lower one"
-            )
+        if text.isdigit():
+            numbers[name] = int(text)
+        else:
+            errors[name] = f"{name} must be a whole number"
+    try:
+        options = parse_overrides(values.get("options", "").split())
+    except ValueError as exc:
+        errors["options"] = str(exc)
+        options = ()
+    if len(numbers) == len(NUMBER_FIELDS):
+        spec = _spec(values, numbers, options)
+        card = None if cards is None or "method" in errors else cards[method]
+        errors |= {k: v for k, v in spec_problems(spec, card).items() if k not in errors}
     return errors
+
+
+def _spec(
+    values: Mapping[str, str], numbers: Mapping[str, int], options: tuple[tuple[str, str], ...]
+) -> RunSpec:
+    return RunSpec(
+        method=values.get("method", "").strip(),
+        protocol=values.get("protocol", ""),
+        episode=EpisodeSpec(numbers["ways"], numbers["shots"], numbers["queries"]),
+        preset=values.get("preset", ""),
+        seed=numbers["seed"],
+        device=values.get("device", ""),
+        overrides=options,
+    )
 
 
 def request_from_form(values: Mapping[str, str]) -> RunRequest:
@@ -121,6 +144,7 @@ def request_from_form(values: Mapping[str, str]) -> RunRequest:
         preset=values["preset"],
         device=values["device"],
         seed=int(values["seed"]),
+        options=parse_overrides(values.get("options", "").split()),
     )
 
 

@@ -11,10 +11,11 @@ from textual.widgets import Button, Footer, Input, Label, Select
 
 from metabench.config import DEVICES, PRESETS, PROTOCOLS
 from metabench.methods.card import MethodCard
-from metabench.tui.run_process import RunRequest, request_from_form, validate_form
+from metabench.tui.run_process import NUMBER_FIELDS, RunRequest, request_from_form, validate_form
 
 FAMILY_TAGS = {"A": "A init", "B": "B compare", "C": "C other", "baseline": "baseline"}
-NUMBER_FIELDS = ("ways", "shots", "queries", "seed")
+SELECT_FIELDS = ("method", "protocol", "preset", "device")
+FIELDS = ("method", "protocol", "ways", "shots", "queries", "preset", "options", "device", "seed")
 
 
 class RunFormScreen(ModalScreen[RunRequest | None]):
@@ -28,7 +29,7 @@ class RunFormScreen(ModalScreen[RunRequest | None]):
     def __init__(self, method: str | None = None, initial: RunRequest | None = None) -> None:
         super().__init__(classes="dialog-screen")
         self.initial = initial or RunRequest(method=method or "")
-        self.known_methods: frozenset[str] | None = None
+        self.cards: dict[str, MethodCard] | None = None  # None while the method list loads
 
     def compose(self) -> ComposeResult:
         initial = self.initial
@@ -41,6 +42,7 @@ class RunFormScreen(ModalScreen[RunRequest | None]):
                 yield from self._row("shots", _number("shots", initial.shots))
                 yield from self._row("queries", _number("queries", initial.queries))
                 yield from self._row("preset", _select("preset", PRESETS, initial.preset))
+                yield from self._row("options", _options(initial.options))
                 yield from self._row("device", _select("device", DEVICES, initial.device))
                 yield from self._row("seed", _number("seed", initial.seed))
             yield Label("", id="method-info", classes="dialog-hint")
@@ -83,12 +85,11 @@ class RunFormScreen(ModalScreen[RunRequest | None]):
             select.prompt = "methods unavailable"
             self.query_one("#method-info", Label).update(f"[b]cannot list methods:[/b] {error}")
             return
-        self.methods = {m.name: m for m in methods}
-        self.known_methods = frozenset(self.methods)
+        self.cards = {m.name: m for m in methods}
         current = select.value if select.value is not Select.NULL else self.initial.method
         select.set_options((f"{m.name}  ({FAMILY_TAGS.get(m.family, m.family)})", m.name) for m in methods)
         select.prompt = "choose a method"
-        if current in self.known_methods:
+        if current in self.cards:
             select.value = current
         self.validate()
 
@@ -96,27 +97,27 @@ class RunFormScreen(ModalScreen[RunRequest | None]):
 
     def values(self) -> dict[str, str]:
         values = {}
-        for name in ("method", "protocol", "preset", "device"):
+        for name in SELECT_FIELDS:
             value = self.query_one(f"#{name}", Select).value
             values[name] = "" if value is Select.NULL else str(value)
-        for name in NUMBER_FIELDS:
+        for name in (*NUMBER_FIELDS, "options"):
             values[name] = self.query_one(f"#{name}", Input).value
         return values
 
     def validate(self) -> dict[str, str]:
         """Show each field's problem beside it; enable Launch only when there is none."""
         values = self.values()
-        errors = validate_form(values, self.known_methods)
-        for name in ("method", "protocol", "ways", "shots", "queries", "preset", "device", "seed"):
+        errors = validate_form(values, self.cards)
+        for name in FIELDS:
             problem = errors.get(name, "")
             self.query_one(f"#{name}-error", Label).update(problem)
             self.query_one(f"#{name}").set_class(bool(problem), "-invalid")
-        self.query_one("#launch", Button).disabled = bool(errors) or self.known_methods is None
+        self.query_one("#launch", Button).disabled = bool(errors) or self.cards is None
         self._describe_method(values["method"])
         return errors
 
     def _describe_method(self, name: str) -> None:
-        info = getattr(self, "methods", {}).get(name)
+        info = (self.cards or {}).get(name)
         if info is not None:
             family = FAMILY_TAGS.get(info.family, info.family)
             transductive = "; evaluation is transductive" if info.transductive else ""
@@ -143,7 +144,7 @@ class RunFormScreen(ModalScreen[RunRequest | None]):
     def action_launch(self) -> None:
         """Launch the run when the form is valid; otherwise point at the first problem."""
         errors = self.validate()
-        if self.known_methods is None:
+        if self.cards is None:
             self.notify("The method list is still loading", severity="warning")
             return
         if errors:
@@ -159,6 +160,12 @@ class RunFormScreen(ModalScreen[RunRequest | None]):
 
 def _select(name: str, choices: tuple[str, ...], value: str) -> Select[str]:
     return Select(((c, c) for c in choices), value=value, allow_blank=False, id=name, compact=True)
+
+
+def _options(options: tuple[tuple[str, str], ...]) -> Input:
+    # The method's own config keys, as `metabench run --set` takes them; checked against its card.
+    text = " ".join(f"{key}={value}" for key, value in options)
+    return Input(text, placeholder="key=value … (optional, e.g. lr=0.001)", id="options", compact=True)
 
 
 def _number(name: str, value: int) -> Input:
