@@ -35,3 +35,18 @@ tui:
 # Regenerate results/LEADERBOARD.md from the committed run records.
 leaderboard:
     METABENCH_DB=$(mktemp -d)/lb.db sh -c 'metabench runs ingest results/runs && metabench export --out results/LEADERBOARD.md'
+
+# Regenerate docs/figures/ (the `metabench plot` examples) from the committed run records.
+figures:
+    #!/usr/bin/env sh
+    set -eu
+    export METABENCH_DB="$(mktemp -d)/figures.db"
+    metabench runs ingest results/runs
+    mkdir -p docs/figures
+    for suffix in svg png; do
+        metabench plot board --protocol vinyals --ways 5 --shots 1 --out docs/figures/board-vinyals-5w1s.$suffix --force
+        metabench plot board --protocol vinyals --ways 20 --shots 1 --out docs/figures/board-vinyals-20w1s.$suffix --force
+        metabench plot board --protocol lake-runs --ways 20 --shots 1 --out docs/figures/board-lake-runs-20w1s.$suffix --force
+        metabench plot curves protonet-vinyals-5w1s-20261126T095555-e961 maml-vinyals-5w1s-20261126T090037-a251 \
+            pretrain-vinyals-5w1s-20261126T090817-5f64 --out docs/figures/curves-vinyals-5w1s.$suffix --force
+    done

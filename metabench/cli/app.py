@@ -13,6 +13,7 @@ from metabench.cli import (
     data_cmd,
     leaderboard_cmd,
     methods_cmd,
+    plot_cmd,
     run_cmd,
     runs_cmd,
     tui_cmd,
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.add_typer(catalog_cmd.app, name="catalog")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(bench_cmd.app, name="bench")
+app.add_typer(plot_cmd.app, name="plot")
 run_cmd.register(app)
 runs_cmd.register(app)
 methods_cmd.register(app)
