@@ -140,9 +140,9 @@ async def test_a_paper_opens_its_full_record_and_benchmark_this_prefills_the_run
             "not cited in the table",
         ):
             assert expected in record, expected
-        button = app.screen.query_one("#benchmark-0", Button)
+        button = app.screen.query_one(".benchmark", Button)
         assert str(button.label) == "Benchmark maml"
-        await pilot.click("#benchmark-0")
+        await pilot.click(".benchmark")
         await settle(pilot)
         assert isinstance(app.screen, RunFormScreen)
         form = app.screen
@@ -156,6 +156,7 @@ async def test_a_paper_opens_its_full_record_and_benchmark_this_prefills_the_run
             "preset": "smoke",
             "device": "auto",
             "seed": "0",
+            "options": "",
         }
         await pilot.press("escape")
         assert isinstance(app.screen, PaperScreen)
@@ -172,4 +173,23 @@ async def test_a_table_paper_lists_the_cells_it_appears_in(db_path):
         record = str(app.screen.query_one("#paper-record", Static).render())
         assert "Sound Event Detection" in record and "(B) Learning to compare" in record
         assert "only one such paper is known" in record  # the note
-        assert not app.screen.query(".technique Button")
+        assert not app.screen.query(".benchmark")
+
+
+async def test_defect_10_a_paper_with_two_methods_offers_both_and_q_closes_its_window(db_path):
+    # Nichol et al. 2018 is the paper of fomaml and of reptile: it offered only one (disabled) button,
+    # `b` said nothing, and `q` did nothing.
+    app = create_app(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.push_screen(PaperScreen("nichol2018first"))
+        await settle(pilot)
+        screen = app.screen
+        assert sorted(screen.benchmark_methods()) == ["fomaml", "reptile"]
+        assert not any(button.disabled for button in screen.query(".benchmark").results(Button))
+        await pilot.press("b")  # two methods: the first button takes the focus, and a note says why
+        assert isinstance(app.screen, PaperScreen) and app.screen.focused.has_class("benchmark")
+        assert any("several methods" in str(n.message) for n in app._notifications)
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, CatalogScreen)

@@ -112,6 +112,7 @@ async def test_cancelling_a_run_records_it_as_interrupted_and_it_resumes(db_path
         assert dict(monitor.snapshot.metrics) == {"lr": 3e-3}
         assert "lr 0.003" in str(monitor.query_one(".monitor-metrics", Label).render())
         run_id = monitor.snapshot.run_id
+        monitor.query_one(".cancel-run", Button).focus()
         await pilot.press("x")
         await wait_until(pilot, lambda: monitor.snapshot.exited, RUN_TIMEOUT, "the interruption")
         assert monitor.snapshot.status == "interrupted" and monitor.snapshot.resumable
@@ -120,8 +121,39 @@ async def test_cancelling_a_run_records_it_as_interrupted_and_it_resumes(db_path
         stopped_at = record.steps_done
         assert 1 <= stopped_at < total
         assert monitor.query_one(".resume-run", Button).display
+        assert app.screen.focused is monitor.query_one(".resume-run", Button)  # defect 2: Cancel hid, focused
 
-        # Resume in the same monitor: the runner continues from the checkpoint, not from step 0.
+        # Defect 3: with the history focused on a run that cannot resume (a finished one), `u` resumes
+        # the run just interrupted, at once shown as resuming, not "cancelling" at the old step.
+        await app.launch_run(RunRequest("pixels-nn", device="cpu"))
+        finished = app.screen.monitors()[0]
+        await wait_until(pilot, lambda: finished.snapshot.exited, RUN_TIMEOUT, "the pixels-nn run")
+        history = app.screen.query_one("#history", DataTable)
+        await wait_until(pilot, lambda: history.row_count == 2, 10, "both runs in the history")
+        history.focus()
+        history.move_cursor(row=row_keys(history).index(finished.snapshot.run_id))
+        await pilot.press("u")
+        assert monitor.snapshot.phase == "resuming" and monitor.snapshot.step == 0
+        assert str(monitor.query_one(".monitor-status", Label).render()) == "resuming"
+        await wait_until(
+            pilot, lambda: monitor.running and monitor.snapshot.step > stopped_at, RUN_TIMEOUT, "resume"
+        )
+        assert get_run(open_database(db_path), run_id).status == "running"
+        await pilot.press("x")
+        await wait_until(pilot, lambda: monitor.snapshot.exited, RUN_TIMEOUT, "the second interruption")
+        # Resumed from the history, the run continues in its own panel: no second panel offers Resume.
+        await settle(pilot)
+        history.focus()
+        history.move_cursor(row=row_keys(history).index(run_id))
+        await pilot.press("u")
+        assert [m.snapshot.run_id for m in app.screen.monitors() if m.snapshot.run_id == run_id] == [run_id]
+        await wait_until(pilot, lambda: monitor.running, RUN_TIMEOUT, "the resume from the history")
+        await pilot.press("x")
+        await wait_until(pilot, lambda: monitor.snapshot.exited, RUN_TIMEOUT, "the third interruption")
+        assert monitor.snapshot.status == "interrupted"
+
+        # Resume with the panel's button: the runner continues from the checkpoint, not from step 0.
+        stopped_at = get_run(open_database(db_path), run_id).steps_done
         await pilot.click(f"#{monitor.id} .resume-run")
         await wait_until(
             pilot, lambda: monitor.running and monitor.snapshot.step > stopped_at, RUN_TIMEOUT, "resume"
@@ -172,3 +204,32 @@ async def test_the_history_follows_runs_started_elsewhere(db_path, tmp_path):
         finally:
             assert process.wait(timeout=RUN_TIMEOUT) == 0
         assert column_text(history, "method") == ["pixels-nn"]
+
+
+async def test_defects_1_2_dismissing_the_focused_panel_never_leaves_the_focus_on_a_removed_widget(
+    db_path,
+):
+    # Two ended runs; Tab to the lower panel's Dismiss, then `d` removed it with the focus on it: the
+    # footer vanished and no key worked, ctrl+q included.
+    app = create_app(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        refused = RunRequest("pixels-nn", protocol="lake-runs", ways=5, device="cpu")
+        await app.launch_run(refused)
+        await app.launch_run(refused)
+        screen = app.screen
+        assert screen.focused is screen.query_one("#history")  # a run starting takes no focus away
+        monitors = screen.monitors()
+        await wait_until(pilot, lambda: all(m.snapshot.exited for m in monitors), RUN_TIMEOUT, "two refusals")
+        await pilot.pause()
+        await pilot.press("tab", "tab")
+        assert screen.focused is monitors[1].query_one(".dismiss-run", Button)
+        await pilot.press("d")
+        await pilot.pause()
+        assert not screen.monitors()
+        assert screen.focused is screen.query_one("#history") and screen.focused.is_attached
+        assert {"x", "u", "d", "n", "q"} <= set(screen.active_bindings)  # the keys work again
+        await pilot.press("3")
+        assert isinstance(app.screen, LeaderboardScreen)

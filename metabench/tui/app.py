@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import signal
 import threading
 from collections.abc import Iterable
 from functools import partial
@@ -61,6 +64,9 @@ class MetabenchApp(App[None]):
         Binding("f1,question_mark", "help", "Help", key_display="F1"),
         Binding("ctrl+t", "toggle_theme", "Theme", tooltip="Switch between the light and dark theme"),
         Binding("q", "quit", "Quit"),
+        # Vim's keys move in every list and table, as in lazygit and k9s (typing in a field is unaffected).
+        Binding("j", "cursor('down')", "Down", show=False),
+        Binding("k", "cursor('up')", "Up", show=False),
     ]
 
     def __init__(self, db_path: str | os.PathLike[str] | None = None) -> None:
@@ -123,6 +129,12 @@ class MetabenchApp(App[None]):
         assert isinstance(screen, RunsScreen)
         return screen
 
+    def action_cursor(self, direction: str) -> None:
+        """Move the cursor of the focused list or table (j and k)."""
+        action = getattr(self.focused, f"action_cursor_{direction}", None)
+        if action is not None:
+            action()
+
     def action_help(self) -> None:
         """Show the keys of every screen and what each screen does."""
         from metabench.tui.screens.help import HelpScreen
@@ -133,6 +145,29 @@ class MetabenchApp(App[None]):
     def action_toggle_theme(self) -> None:
         """Switch between the light and the dark theme."""
         self.theme = LIGHT_THEME if self.current_theme.dark else DARK_THEME
+
+    def on_mount(self) -> None:
+        # A closed terminal (SIGHUP) or a `kill` (SIGTERM) must interrupt the runs as quitting does;
+        # the runs live in their own sessions, so nothing else would stop them.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop = asyncio.get_running_loop()
+            for hangup in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(hangup, self._signalled)
+
+    def on_unmount(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop = asyncio.get_running_loop()
+            for hangup in (signal.SIGHUP, signal.SIGTERM):
+                loop.remove_signal_handler(hangup)
+
+    def _signalled(self) -> None:
+        self.run_worker(self.interrupt_runs_and_exit(), name="hang up", group="hang-up", exclusive=True)
+
+    async def interrupt_runs_and_exit(self) -> None:
+        """Interrupt every training run (each saves its checkpoint and stays resumable), then exit."""
+        if "runs" in self._screen_stacks:
+            await self.runs_screen.cancel_all()
+        self.exit()
 
     async def action_quit(self) -> None:
         """Quit; when runs are training, ask first, then interrupt them (they stay resumable)."""
@@ -146,8 +181,7 @@ class MetabenchApp(App[None]):
 
         async def decided(confirmed: bool | None) -> None:
             if confirmed:
-                await self.runs_screen.cancel_all()
-                self.exit()
+                await self.interrupt_runs_and_exit()
 
         self.push_screen(
             ConfirmScreen(

@@ -9,7 +9,12 @@ from rich.text import Text
 STATUS_STYLES = {
     "finished": "bold green",
     "running": "bold cyan",
+    "training": "bold cyan",
+    "validation": "bold cyan",
+    "testing": "bold cyan",
     "starting": "cyan",
+    "resuming": "cyan",
+    "cancelling": "yellow",
     "interrupted": "bold yellow",
     "failed": "bold red",
 }

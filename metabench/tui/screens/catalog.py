@@ -129,6 +129,9 @@ class CatalogScreen(MainScreen):
         """Clear the search text and every filter."""
         self.with_browser(lambda browser: browser.set_filters())
 
+    def focus_default(self) -> None:
+        self._focus_active_pane()
+
     def _focus_active_pane(self) -> None:
         if self.query_one("#catalog-tabs", TabbedContent).active == "survey-pane":
             self.action_survey()

@@ -16,6 +16,7 @@ from metabench.tui import store
 
 if TYPE_CHECKING:
     from metabench.catalog.model import PaperRecord
+    from metabench.methods.card import MethodCard
 
 
 def record_markup(record: PaperRecord) -> str:
@@ -52,7 +53,7 @@ class PaperScreen(ModalScreen[None]):
     """The full record of one paper, with a "benchmark this" button per benchmarkable technique."""
 
     BINDINGS = [
-        Binding("escape", "dismiss", "Back"),
+        Binding("escape,q", "dismiss", "Back"),
         Binding("b", "benchmark", "Benchmark this"),
     ]
 
@@ -67,7 +68,7 @@ class PaperScreen(ModalScreen[None]):
                 yield Static("", id="paper-record")
                 yield Label("", id="techniques-title")
                 yield Vertical(id="techniques")
-            with Horizontal(classes="dialog-buttons"):
+            with Horizontal(classes="dialog-buttons", id="paper-buttons"):
                 yield Button("Back", id="back")
         yield Footer()
 
@@ -88,71 +89,60 @@ class PaperScreen(ModalScreen[None]):
         self.record = record
         self.query_one("#paper-dialog").border_title = record.paper.short_cite
         self.query_one("#paper-record", Static).update(record_markup(record))
-        if not record.techniques:
-            return
-        self.query_one("#techniques-title", Label).update("\n[b]Technique[/b]")
-        rows = []
-        for index, technique in enumerate(record.techniques):
-            family = f"({technique.family}) " if technique.family else ""
-            text = Label(f"{family}learns {technique.learnable_component}", classes="technique-text")
-            method = technique.benchmark_method
-            action = (
-                Button(f"Benchmark {method}", id=f"benchmark-{index}", variant="primary", compact=True)
-                if method
-                else Label("[dim]no benchmark implementation[/dim]", classes="technique-text")
-            )
-            rows.append(Horizontal(text, action, classes="technique"))
-        await self.query_one("#techniques", Vertical).mount_all(rows)
-        self.refresh_bindings()
-        if self.benchmark_methods():
-            self.check_methods()
+        if record.techniques:
+            self.query_one("#techniques-title", Label).update("\n[b]Technique[/b]")
+            rows = [
+                Label(("" if not t.family else f"({t.family}) ") + f"learns {t.learnable_component}")
+                for t in record.techniques
+            ]
+            await self.query_one("#techniques", Vertical).mount_all(rows)
+        self.check_methods()
 
     @work(thread=True, exit_on_error=False)
     def check_methods(self) -> None:
-        """Disable "benchmark" for a method the benchmark does not implement (yet)."""
-        methods = self.app.fetch_methods()  # type: ignore[attr-defined]
-        if methods is not None:
-            self.app.call_from_thread(self._disable_unknown, {m.name for m in methods})
+        """Offer "Benchmark <method>" for each method of this paper: its techniques', and cards citing it."""
+        cards = self.app.fetch_methods()  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._show_methods, [] if cards is None else cards)
 
-    def _disable_unknown(self, known: set[str]) -> None:
+    async def _show_methods(self, cards: list[MethodCard]) -> None:
         assert self.record is not None
-        for index, technique in enumerate(self.record.techniques):
-            method = technique.benchmark_method
-            if method and method not in known:
-                button = self.query_one(f"#benchmark-{index}", Button)
+        linked = [t.benchmark_method for t in self.record.techniques if t.benchmark_method]
+        citing = [card.name for card in cards if card.cite_key == self.cite_key]
+        known = {card.name for card in cards}
+        buttons = []
+        for method in dict.fromkeys([*linked, *citing]):  # in order, once each
+            # The button's name is the method it launches.
+            button = Button(f"Benchmark {method}", name=method, variant="primary", classes="benchmark")
+            if method not in known:
                 button.disabled = True
                 button.tooltip = f"{method} is not implemented in this benchmark"
+            buttons.append(button)
+        await self.query_one("#paper-buttons", Horizontal).mount_all(buttons, before=0)
         self.refresh_bindings()
 
     def benchmark_methods(self) -> list[str]:
-        """The benchmark methods this paper's techniques link to, in order."""
-        if self.record is None:
-            return []
-        return [t.benchmark_method for t in self.record.techniques if t.benchmark_method]
+        """The benchmark methods offered for this paper, implemented or not, in order."""
+        return [button.name or "" for button in self.query(".benchmark").results(Button)]
 
     @on(Button.Pressed, "#back")
     def _back(self) -> None:
         self.dismiss()
 
-    @on(Button.Pressed, ".technique Button")
+    @on(Button.Pressed, ".benchmark")
     def _benchmark_pressed(self, event: Button.Pressed) -> None:
-        assert self.record is not None and event.button.id is not None
-        technique = self.record.techniques[int(event.button.id.removeprefix("benchmark-"))]
-        self.app.action_new_run(technique.benchmark_method)  # type: ignore[attr-defined]
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # "Benchmark this" is shown dimmed for a paper whose technique the benchmark lacks.
-        if action == "benchmark":
-            return bool(self._benchmark_buttons()) or None
-        return True
+        self.app.action_new_run(event.button.name)  # type: ignore[attr-defined]
 
     def _benchmark_buttons(self) -> list[Button]:
-        return [b for b in self.query(".technique Button").results(Button) if not b.disabled]
+        return [b for b in self.query(".benchmark").results(Button) if not b.disabled]
 
     def action_benchmark(self) -> None:
-        """Open the run form for the (first) method this paper's technique links to."""
+        """Open the run form for this paper's method; with several, focus their buttons to choose."""
         buttons = self._benchmark_buttons()
-        if buttons:
+        if len(buttons) == 1:
             buttons[0].press()
+        elif buttons:
+            buttons[0].focus()
+            names = ", ".join(button.name or "" for button in buttons)
+            self.notify(f"This paper has several methods: {names}. Choose one (tab, enter).")
         else:
-            self.notify("This paper has no technique implemented in the benchmark", severity="warning")
+            self.notify("No method of this paper is implemented in the benchmark", severity="warning")

@@ -41,10 +41,15 @@ HISTORY_COLUMNS = (
 )
 
 
-def history_cells(run: RunSummary) -> tuple[Text, ...]:
-    """One history row: what a researcher scans for first, left to right."""
+def history_cells(run: RunSummary, live_step: int | None = None) -> tuple[Text, ...]:
+    """One history row: what a researcher scans for first, left to right.
+
+    `live_step` is the step a live monitor of this run has seen: the database learns of steps only at
+    checkpoints, so the row would lag behind the panel above it.
+    """
     setting = f"{run.protocol} {run.ways}w{run.shots}s" + (f" q{run.queries}" if run.queries != 15 else "")
-    steps = f"{run.preset} {run.steps_done}/{run.meta_steps}"
+    step = run.steps_done if live_step is None or run.status != "running" else max(live_step, run.steps_done)
+    steps = f"{run.preset} {step}/{run.meta_steps}"
     return (
         fmt.status_text(run.status + (" ↻" if run.resumable and run.status == "interrupted" else "")),
         Text(run.method, style="bold"),
@@ -80,10 +85,15 @@ class RunsScreen(MainScreen):
     def __init__(self) -> None:
         super().__init__()
         self.history: list[RunSummary] = []
+        self._shown_steps: dict[str, int] = {}
         self._next_key = 0
 
+    AUTO_FOCUS = "#history"
+
     def compose_body(self) -> ComposeResult:
-        yield VerticalScroll(id="live")
+        live = VerticalScroll(id="live")
+        live.can_focus = False  # its buttons take the focus; a focused scroll shows no highlight
+        yield live
         with Vertical(id="history-box"):
             yield Label("History", id="history-title", classes="section-title")
             yield DataTable(cursor_type="row", zebra_stripes=True, id="history")
@@ -122,16 +132,21 @@ class RunsScreen(MainScreen):
         self.query_one("#history", DataTable).loading = False
         self.query_one("#history-title", Label).update(f"History: cannot read the database ({message})")
 
+    def live_steps(self) -> dict[str, int]:
+        """The step each live monitor has reached, by run id."""
+        return {m.snapshot.run_id: m.snapshot.step for m in self.monitors() if m.snapshot.run_id}
+
     def _show_history(self, runs: list[RunSummary]) -> None:
         table = self.query_one("#history", DataTable)
         table.loading = False
-        if runs == self.history and table.row_count == len(runs):
+        steps = self.live_steps()
+        if (runs, steps) == (self.history, self._shown_steps) and table.row_count == len(runs):
             return
-        self.history = runs
+        self.history, self._shown_steps = runs, steps
         selected = self.selected_run_id()
         table.clear()
         for run in runs:
-            table.add_row(*history_cells(run), key=run.run_id)
+            table.add_row(*history_cells(run, steps.get(run.run_id)), key=run.run_id)
         if selected is not None and selected in table.rows:
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         running = sum(run.status == "running" for run in runs)
@@ -206,10 +221,8 @@ class RunsScreen(MainScreen):
 
     def _target_monitor(self, running: bool) -> RunMonitor | None:
         # The monitor holding focus, else the newest one in the wanted state.
-        focused = self.focused
-        while focused is not None and not isinstance(focused, RunMonitor):
-            focused = focused.parent  # type: ignore[assignment]
-        if isinstance(focused, RunMonitor) and focused.running == running:
+        focused = self._focused_monitor()
+        if focused is not None and focused.running == running:
             return focused
         return next((m for m in self.monitors() if m.running == running), None)
 
@@ -232,34 +245,64 @@ class RunsScreen(MainScreen):
         await asyncio.gather(*(monitor.wait_stopped() for monitor in live))
 
     def action_resume_run(self) -> None:
-        """Resume the selected interrupted run (history), or an interrupted live run."""
-        monitor = next((m for m in self.monitors() if m.snapshot.resumable and m.snapshot.exited), None)
-        run = self.selected_run()
-        if self.query_one("#history", DataTable).has_focus and run is not None:
-            if run.status != "interrupted" or not run.resumable:
-                self.notify(
-                    f"Run {run.run_id} is {run.status}; only interrupted runs resume", severity="warning"
-                )
-                return
-            title = f"{run.method} · {run.protocol} {run.setting} · {run.preset} · seed {run.seed}"
-            self.resume(run.run_id, title)
-        elif monitor is not None:
+        """Resume an interrupted run: the focused live panel's, the one selected in the focused history,
+        or else the newest interrupted live panel's."""
+        focused = self._focused_monitor()
+        if focused is not None and focused.snapshot.resumable:
+            focused.resume()
+            return
+        run = self.selected_run() if self.query_one("#history", DataTable).has_focus else None
+        if run is not None and run.status == "interrupted" and run.resumable:
+            self.resume_stored(run)
+            return
+        monitor = next((m for m in self.monitors() if m.snapshot.resumable), None)
+        if monitor is not None:
             monitor.resume()
+        elif run is not None:
+            self.notify(f"Run {run.run_id} is {run.status}; only interrupted runs resume", severity="warning")
         else:
-            self.notify("Select an interrupted run in the history to resume it", severity="warning")
+            self.notify("No interrupted run to resume: select one in the history", severity="warning")
+
+    def resume_stored(self, run: RunSummary) -> None:
+        """Resume a run of the history, in its live panel when it has one (never in two at once)."""
+        panel = next((m for m in self.monitors() if m.snapshot.run_id == run.run_id), None)
+        if panel is not None and panel.snapshot.resumable:
+            panel.resume()
+            return
+        if panel is not None:
+            self._remove_monitors([panel])  # an old panel of that run, which must not offer Resume again
+        title = f"{run.method} · {run.protocol} {run.ways}w{run.shots}s · {run.preset} · seed {run.seed}"
+        self.resume(run.run_id, title)
+
+    def _focused_monitor(self) -> RunMonitor | None:
+        focused = self.focused
+        while focused is not None and not isinstance(focused, RunMonitor):
+            focused = focused.parent  # type: ignore[assignment]
+        return focused
 
     def action_dismiss_finished(self) -> None:
         """Remove the monitors of runs that have ended."""
-        for monitor in self.monitors():
-            if monitor.snapshot is not None and monitor.snapshot.exited:
-                monitor.remove()
+        self._remove_monitors([m for m in self.monitors() if m.snapshot is not None and m.snapshot.exited])
+
+    @on(RunMonitor.Dismissed)
+    def _dismissed(self, event: RunMonitor.Dismissed) -> None:
+        self._remove_monitors([event.monitor])
+
+    def _remove_monitors(self, gone: list[RunMonitor]) -> None:
+        """Remove monitors, first moving the focus out of them: focus must never stay on a removed widget
+        (the footer and every key would stop working)."""
+        if not gone:
+            return
+        if self._focused_monitor() in gone:
+            staying = [m for m in self.monitors() if m not in gone]
+            if not any(m.focus_first_button() for m in staying):
+                self.query_one("#history", DataTable).focus()
+        for monitor in gone:
+            monitor.remove()
         self.call_after_refresh(self._hide_empty_live)
 
     def _hide_empty_live(self) -> None:
         self.query_one("#live").display = bool(self.monitors())
-
-    def on_run_monitor_dismissed(self) -> None:
-        self.call_after_refresh(self._hide_empty_live)
 
     def screen_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Cancel run", "Interrupt the live run (resumable)", self.action_cancel_run)

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape
 from textual.message import Message
 from textual.widgets import DataTable, Input, Label, Select
 from textual.worker import get_current_worker
@@ -49,6 +50,7 @@ class PaperBrowser(Vertical):
         with Horizontal(id="filters"):
             for name in FILTERS:
                 yield Select[str]([], prompt=name, id=f"filter-{name}", compact=True)
+        yield Label("", id="filter-note")
         yield DataTable(cursor_type="row", zebra_stripes=True, id="papers")
 
     def on_mount(self) -> None:
@@ -139,9 +141,9 @@ class PaperBrowser(Vertical):
             )
         if cursor_key is not None and cursor_key in table.rows:
             table.move_cursor(row=table.get_row_index(cursor_key))
-        scope = " in filtered table cells" if query.filtered else ""
         total = f" of {self.total_papers}" if self.total_papers else ""
-        self.query_one("#paper-count", Label).update(f"{len(papers)}{total} papers{scope}")
+        self.query_one("#paper-count", Label).update(f"{len(papers)}{total} papers")
+        self.query_one("#filter-note", Label).update(filter_note(query, len(papers)))
 
     def _widths(self) -> dict[str, int]:
         """Column widths for the table's width: fixed columns, the title taking what is left."""
@@ -194,6 +196,19 @@ class PaperBrowser(Vertical):
         event.stop()
         if event.row_key.value:
             self.post_message(self.PaperChosen(event.row_key.value))
+
+
+def filter_note(query: PaperQuery, found: int) -> str:
+    """The line under the filters (content markup): which filters narrow the list, and how to clear them."""
+    if not query.filtered:
+        return "[dim]No filters: the search covers every paper; a survey cell or a filter narrows it.[/]"
+    active = ", ".join(
+        f"{name} = {getattr(query, name)}" for name in FILTERS if getattr(query, name) is not None
+    )
+    lead = "[b]No paper matches[/b] within" if not found else "Only the table cells of"
+    return (
+        f"{lead} [b $warning]{escape(active)}[/]  [dim](x clears the filters; esc leaves the search box)[/]"
+    )
 
 
 def _set_columns(table: DataTable[Text], widths: dict[str, int]) -> None:

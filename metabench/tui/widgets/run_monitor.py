@@ -43,7 +43,11 @@ class RunMonitor(Vertical):
             self.snapshot = snapshot
 
     class Dismissed(Message):
-        """A monitor was removed by its Dismiss button (posted to the screen, which tidies up)."""
+        """The Dismiss button was pressed: the screen removes the monitor."""
+
+        def __init__(self, monitor: RunMonitor) -> None:
+            super().__init__()
+            self.monitor = monitor
 
     snapshot: var[RunSnapshot | None] = var(None)
 
@@ -115,13 +119,16 @@ class RunMonitor(Vertical):
             async for raw in process.stdout:
                 event = parse_event(raw)
                 if event is not None:
+                    if self.cancel_requested and not self.live.events:
+                        process.send_signal(signal.SIGTERM)  # a cancel asked for before this first event
                     self.live.apply(event)
                     self._publish()
             returncode = await process.wait()
             await drain
         except asyncio.CancelledError:
-            # The widget is going away (or the app is closing): never leave an orphan training.
-            await _terminate(process)
+            # The widget is going away (or the app is closing): never leave an orphan training. A run
+            # already asked to stop is left to finish its step (a second signal would cut it short).
+            await _terminate(process, signal_first=not self.cancel_requested)
             drain.cancel()
             raise
         finally:
@@ -145,7 +152,10 @@ class RunMonitor(Vertical):
         if not self.running:
             return False
         assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
+        if self.live.events or self.cancel_requested:
+            self.process.send_signal(signal.SIGTERM)
+        # else: still importing torch and loading data, before the runner's signal handlers exist, where
+        # SIGTERM would kill it outright; the signal goes out with its first event (_drive).
         self.cancel_requested = True
         self.query_one(".monitor-status", Label).update(fmt.status_text("cancelling"))
         return True
@@ -165,9 +175,10 @@ class RunMonitor(Vertical):
             return False
         assert snapshot.run_id is not None
         self.argv = resume_command(snapshot.run_id, self.db_path)
-        self.live.status = self.live.phase = "starting"
-        self.live.error = None
-        self.live.exited = False
+        # A fresh state: the old step, status and "cancelling" would show until the first event,
+        # and the resumed run's "started" event says where training continues.
+        self.live = LiveRun(key=self.key, title=self.title, run_id=snapshot.run_id, phase="resuming")
+        self.cancel_requested = False
         self.process = None
         self.snapshot = self.live.snapshot()
         self.start()
@@ -181,7 +192,7 @@ class RunMonitor(Vertical):
     def watch_snapshot(self, snapshot: RunSnapshot | None) -> None:
         if snapshot is None:
             return
-        status = snapshot.status if snapshot.status != "running" else snapshot.phase
+        status = snapshot.phase if snapshot.status in ("running", "starting") else snapshot.status
         if self.cancel_requested and not snapshot.done:
             status = "cancelling"
         self.query_one(".monitor-title", Label).update(snapshot.title)
@@ -215,14 +226,20 @@ class RunMonitor(Vertical):
         error = self.query_one(".monitor-error", Label)
         error.update(f"error: {snapshot.error}" if snapshot.error else "")
         error.display = bool(snapshot.error)
+        focused_here = self.screen.focused in self.query(Button)
         self.query_one(".cancel-run", Button).display = not snapshot.exited
         self.query_one(".resume-run", Button).display = snapshot.resumable and snapshot.exited
         self.query_one(".dismiss-run", Button).display = snapshot.exited
+        if focused_here and not self.screen.focused.display:  # type: ignore[union-attr]
+            # The button in focus was hidden (Cancel when the run ended): focus the next one shown.
+            self.focus_first_button()
         self.set_class(snapshot.done, "-done")
         self.set_class(snapshot.status == "failed", "-failed")
 
     @staticmethod
     def _rate_text(snapshot: RunSnapshot) -> str:
+        if snapshot.phase == "resuming":
+            return "resuming from the last checkpoint…"
         steps = f"step {snapshot.step}" + (f"/{snapshot.total_steps}" if snapshot.total_steps else "")
         if snapshot.status == "finished":
             episodes = f" on {snapshot.episodes} episodes" if snapshot.episodes else ""
@@ -242,6 +259,13 @@ class RunMonitor(Vertical):
             text += f"  val {fmt.fraction(snapshot.val_accuracy, 1)}%"
         return text
 
+    def focus_first_button(self) -> bool:
+        """Focus this monitor's first visible button; False when none is shown."""
+        shown = [button for button in self.query(Button) if button.display]
+        if shown:
+            shown[0].focus()
+        return bool(shown)
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.has_class("cancel-run"):
@@ -249,8 +273,8 @@ class RunMonitor(Vertical):
         elif event.button.has_class("resume-run"):
             self.resume()
         elif event.button.has_class("dismiss-run"):
-            self.screen.post_message(self.Dismissed())
-            self.remove()
+            # The screen removes it, so that the focus first moves to a widget that stays.
+            self.post_message(self.Dismissed(self))
 
 
 async def _collect_lines(stream: asyncio.StreamReader, tail: deque[str]) -> None:
@@ -267,9 +291,10 @@ def _close_pipes(process: asyncio.subprocess.Process) -> None:
         transport.close()
 
 
-async def _terminate(process: asyncio.subprocess.Process) -> None:
+async def _terminate(process: asyncio.subprocess.Process, signal_first: bool = True) -> None:
     if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
+        if signal_first:
+            process.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), 20)
         except TimeoutError:
