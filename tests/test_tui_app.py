@@ -113,3 +113,70 @@ async def test_every_screen_fits_small_and_large_terminals(db_path, size):
             assert isinstance(app.screen, screen_type)
         detail = app.screen.query_one("#board-detail")
         assert detail.display is (size[0] >= 170)  # the record panel only where the boards keep room
+
+
+HANG_UP_DRIVER = """
+import sys
+from pathlib import Path
+
+import metabench.tui.app
+from metabench.tui.app import MetabenchApp
+from metabench.tui.run_process import RunRequest
+
+class LaunchingApp(MetabenchApp):
+    # The app's own stylesheet: a relative CSS_PATH would be looked for beside this script.
+    CSS_PATH = str(Path(metabench.tui.app.__file__).with_name(MetabenchApp.CSS_PATH))
+
+    async def on_ready(self):
+        await self.launch_run(RunRequest("protonet", preset="quick", device="cpu"))
+
+LaunchingApp(sys.argv[1]).run(headless=True)
+"""
+
+
+@pytest.mark.slow
+def test_defect_4_a_closed_terminal_interrupts_the_run_and_leaves_no_process(db_path):
+    # SIGHUP (the terminal closed) killed the TUI at once; its run, in a session of its own, trained on
+    # and recorded "finished" although help says that quitting interrupts it.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from metabench.db import open_database
+    from metabench.leaderboard import list_runs
+
+    def runs():
+        return list_runs(open_database(db_path)) if db_path.exists() else []
+
+    def wait_for(condition, timeout, what):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
+
+    driver = db_path.with_name("hang_up_driver.py")
+    driver.write_text(HANG_UP_DRIVER)
+    tui = subprocess.Popen([sys.executable, str(driver), str(db_path)])
+    owner = None
+    try:
+        wait_for(lambda: any(run.status == "running" for run in runs()), 120, "the run to start")
+        row = open_database(db_path).execute("SELECT owner_pid FROM runs").fetchone()
+        owner = row[0]
+        time.sleep(2.0)  # a few training steps
+        tui.send_signal(signal.SIGHUP)
+        assert tui.wait(timeout=60) == 0  # it interrupted the run and exited on its own
+        [run] = runs()
+        assert (run.status, run.resumable) == ("interrupted", True)
+        assert 0 < run.steps_done < run.meta_steps
+        with pytest.raises(ProcessLookupError):
+            os.kill(owner, 0)  # the run's process is gone
+    finally:
+        if tui.poll() is None:
+            tui.kill()
+        if owner is not None:
+            try:
+                os.kill(owner, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

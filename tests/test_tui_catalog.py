@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from test_tui_support import column_text, row_keys, settle
-from textual.widgets import Button, DataTable, Input, Select, Static, TabbedContent
+from textual.widgets import Button, DataTable, Input, Label, Select, Static, TabbedContent
 
 from metabench.catalog import ensure_catalog, list_cells
 from metabench.db import open_database
@@ -12,6 +12,7 @@ from metabench.tui.app import create_app
 from metabench.tui.screens.catalog import CatalogScreen
 from metabench.tui.screens.paper import PaperScreen
 from metabench.tui.screens.run_form import RunFormScreen
+from metabench.tui.widgets.paper_browser import PaperBrowser
 from metabench.tui.widgets.survey_table import SurveyTableView
 
 SIZE = (120, 40)
@@ -193,3 +194,30 @@ async def test_defect_10_a_paper_with_two_methods_offers_both_and_q_closes_its_w
         await pilot.press("q")
         await pilot.pause()
         assert isinstance(app.screen, CatalogScreen)
+
+
+async def test_defect_7_active_filters_are_shown_esc_leaves_the_search_and_x_clears_them(db_path):
+    # A survey cell's filters stayed on while searching: 0 of 76 papers, with no hint why.
+    app = create_app(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        survey = screen.query_one("#survey", SurveyTableView)
+        survey.move_cursor(row=row_keys(survey).index("Speech Recognition"), column=1)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("slash", *"prototypical")  # a paper outside that cell
+        await settle(pilot)
+        papers = screen.query_one("#papers", DataTable)
+        assert papers.row_count == 0
+        note = str(screen.query_one("#filter-note", Label).render())
+        assert "No paper matches within application = Speech Recognition, family = A" in note
+        assert "x clears the filters" in note
+        await pilot.press("escape")
+        assert screen.focused is papers
+        await pilot.press("x")
+        await settle(pilot)
+        assert screen.query_one("#search", Input).value == ""
+        assert screen.query_one("#filter-application", Select).value is Select.NULL
+        assert "No filters" in str(screen.query_one("#filter-note", Label).render())
+        assert papers.row_count == screen.query_one(PaperBrowser).total_papers
