@@ -17,6 +17,8 @@ ERROR_RATE_PROTOCOLS = ("lake-runs",)
 DEVICES = ("auto", "cpu", "cuda")
 # How every board, list and chart marks a transductive evaluation (test-batch statistics).
 TRANSDUCTIVE_MARK = "†"
+# Training steps averaged into the loss and accuracy that progress events (and the live plots) show.
+RUNNING_WINDOW = 20
 MAX_SAMPLES_PER_CLASS = 20  # Omniglot has 20 drawings of every character
 METHOD_PLUGIN_GROUP = "metabench.methods"  # the entry-point group through which packages add methods
 # The methods `metabench bench methods` times by default: those with a vectorized and a per-task step.

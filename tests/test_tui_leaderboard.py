@@ -1,21 +1,26 @@
-"""The leaderboard screen on REAL finished runs: sort by header click and by key, run records, export."""
+"""The leaderboard screen on REAL finished runs: sort by header click and by key, run records, the side
+panel, charts, export."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
 
 import pytest
+from test_tui_plots import ingest_committed_runs
 from test_tui_support import column_text, row_keys, settle, wait_until
+from textual.color import Color
 from textual.widgets import Input, Label, Static
 
 from metabench.db import open_database
 from metabench.leaderboard import build_leaderboards, render_markdown
-from metabench.tui.app import create_app
-from metabench.tui.screens.dialogs import PathScreen
+from metabench.tui.app import DARK_THEME, LIGHT_THEME, create_app
+from metabench.tui.screens.dialogs import ConfirmScreen, PathScreen
 from metabench.tui.screens.leaderboard import LeaderboardScreen
 from metabench.tui.screens.run_record import RunRecordScreen
+from metabench.tui.widgets.board_chart import BoardChartPlot
 from metabench.tui.widgets.leaderboard_table import LeaderboardTable
 
 pytestmark = pytest.mark.slow  # the fixture trains and tests two real runs (about half a minute)
@@ -138,35 +143,6 @@ async def test_the_highlighted_run_shows_its_record_and_enter_opens_it(db_path):
         assert "0.001" in str(rows.first().query_one(".curve-value", Label).render())
 
 
-async def test_export_writes_the_markdown_leaderboard_where_the_user_says(db_path, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    expected = render_markdown(build_leaderboards(open_database(db_path)))
-    app = create_app(db_path)
-    notes: list[str] = []
-    async with app.run_test(size=(120, 40)) as pilot:
-        await open_board(pilot)
-        real_notify = app.notify
-        app.notify = lambda message, **kw: (notes.append(str(message)), real_notify(message, **kw))[1]
-
-        # The default: ./LEADERBOARD.md, accepted with enter.
-        await pilot.press("e")
-        assert isinstance(app.screen, PathScreen)
-        assert app.screen.query_one("#path", Input).value == "LEADERBOARD.md"
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: (tmp_path / "LEADERBOARD.md").exists(), 30, "the default export")
-        assert (tmp_path / "LEADERBOARD.md").read_text() == expected
-
-        # A path typed in the dialog, in a folder that does not exist yet.
-        await pilot.press("e")
-        await pilot.press("home", "ctrl+k", *"boards/omniglot.md", "enter")
-        target = tmp_path / "boards" / "omniglot.md"
-        await wait_until(pilot, lambda: target.exists(), 30, "the typed export")
-        await settle(pilot)
-        assert target.read_text() == expected
-        assert "## Omniglot vinyals, 5-way 1-shot" in expected and "protonet" in expected
-        assert any(str(target) in note for note in notes), notes
-
-
 async def test_lake_runs_board_shows_people_and_error_rates_beside_a_real_run(tmp_path):
     """Lake's 20 runs: the published references sit between the runs by accuracy, marked 'ref',
     with an error column; highlighting one shows its source, and enter opens no record."""
@@ -202,3 +178,211 @@ async def test_lake_runs_board_shows_people_and_error_rates_beside_a_real_run(tm
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, LeaderboardScreen)
+
+
+# --- the committed run records (results/runs): four boards, references included -------------------
+
+
+@pytest.fixture(scope="module")
+def committed_runs(tmp_path_factory):
+    return ingest_committed_runs(tmp_path_factory.mktemp("committed") / "source.db")
+
+
+@pytest.fixture
+def runs_db(committed_runs, tmp_path):
+    """A private copy of the committed runs' database."""
+    copy = tmp_path / "runs.db"
+    with sqlite3.connect(committed_runs) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    return copy
+
+
+async def open_boards(pilot) -> list[LeaderboardTable]:
+    await settle(pilot)
+    await pilot.press("3")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, LeaderboardScreen)
+    return pilot.app.screen.tables()
+
+
+def side_panel(app) -> str:
+    return str(app.screen.query_one("#board-detail .record", Static).render())
+
+
+async def test_the_side_panel_shows_the_focused_boards_row_and_follows_tab(runs_db):
+    """Defect 5: the panel opened on a run of another board and did not follow Tab."""
+    app = create_app(runs_db)
+    async with app.run_test(size=(200, 50)) as pilot:
+        tables = await open_boards(pilot)
+        assert len(tables) == 4 and app.screen.query_one("#board-detail").display
+        first, second = tables[0], tables[1]
+        assert app.screen.focused is first
+        # Lake's runs: the cursor starts on a published reference, and the panel says so.
+        reference = first.selected_reference()
+        assert reference is not None and reference.name in side_panel(app)
+        assert "published reference, not a run" in side_panel(app)
+        await pilot.press("tab")
+        await settle(pilot)
+        assert app.screen.focused is second
+        assert second.selected_run_id() in side_panel(app)
+        await pilot.press("j", "j")  # j moves down like the arrow
+        await settle(pilot)
+        assert second.cursor_row == 2 and second.selected_run_id() in side_panel(app)
+        await pilot.press("k")
+        await settle(pilot)
+        assert second.cursor_row == 1 and second.selected_run_id() in side_panel(app)
+        await pilot.press("shift+tab")
+        await settle(pilot)
+        assert app.screen.focused is first and "published reference, not a run" in side_panel(app)
+        # A reload keeps the focused board's row in the panel.
+        await pilot.press("tab", "f5")
+        await settle(pilot)
+        focused = app.screen.focused
+        assert isinstance(focused, LeaderboardTable) and focused.board.setting == second.board.setting
+        assert focused.selected_run_id() in side_panel(app)
+
+
+def visible_columns(table: LeaderboardTable) -> list[str]:
+    """The columns whose whole width is inside the table's viewport."""
+    left, right = table.scroll_x, table.scroll_x + table.scrollable_content_region.width
+    keys, x = [], 0
+    for key, column in table.columns.items():
+        width = column.get_render_width(table)
+        if left <= x and x + width <= right:
+            keys.append(key.value)
+        x += width
+    return keys
+
+
+async def test_at_80_columns_s_sorts_only_by_columns_on_screen(runs_db):
+    """Defect 6: at 80 columns half the sort steps sorted by columns one could not see."""
+    app = create_app(runs_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        [table, *_] = await open_boards(pilot)
+        on_screen = visible_columns(table)
+        assert 3 <= len(on_screen) < len(table.columns)  # most columns are scrolled out of view
+        seen = []
+        for _ in range(len(table.columns)):
+            await pilot.press("s")
+            assert table.sort_column in visible_columns(table), (table.sort_column, on_screen)
+            seen.append(table.sort_column)
+        assert set(seen) == set(on_screen)  # every column on screen, in turn
+        # Scrolled right, the columns that came into view join the cycle.
+        table.scroll_to(x=table.max_scroll_x, animate=False)
+        await pilot.pause()
+        await pilot.press("s")
+        assert table.sort_column in visible_columns(table)
+
+
+def contrast(one: Color, other: Color) -> float:
+    """The WCAG contrast ratio of two colours (4.5 is the minimum for body text)."""
+
+    def luminance(color: Color) -> float:
+        channels = [c / 255 for c in color.rgb]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(one), luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+async def test_board_titles_read_in_the_light_and_the_dark_theme(runs_db):
+    """Defect 10: the orange board titles were hard to read on the light theme."""
+    app = create_app(runs_db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_boards(pilot)
+        for theme in (LIGHT_THEME, DARK_THEME):
+            app.theme = theme
+            await pilot.pause()
+            titles = list(app.screen.query("#boards Label.board"))
+            assert len(titles) == 4
+            for title in titles:
+                _, _, background, color = title.colors
+                assert contrast(background, color) >= 4.5, (theme, color.hex, background.hex)
+
+
+async def test_g_shows_and_hides_the_focused_boards_chart_under_its_table(runs_db):
+    app = create_app(runs_db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tables = await open_boards(pilot)
+        await pilot.press("tab")
+        await settle(pilot)
+        table = tables[1]
+        await pilot.press("g")
+        await settle(pilot)
+        [plot] = app.screen.query(BoardChartPlot)
+        assert len(plot.chart.bars) == len(table.board.rows) + len(table.board.references)
+        assert [bar.label.split()[0] for bar in plot.chart.bars] == [row.method for row in table.board.rows]
+        boards = list(app.screen.query_one("#boards").children)
+        assert boards.index(plot.parent) == boards.index(table) + 1  # right under its table
+        assert app.screen.focused is table
+        await pilot.press("f5")  # a reload keeps it
+        await settle(pilot)
+        [plot] = app.screen.query(BoardChartPlot)
+        await pilot.press("g")
+        await settle(pilot)
+        assert not app.screen.query(BoardChartPlot)
+
+
+async def test_export_shows_where_it_writes_asks_before_replacing_and_refuses_a_missing_folder(
+    runs_db, tmp_path, monkeypatch
+):
+    """Defect 9: export overwrote without asking, wrote relative names to an unshown folder, created
+    missing folders silently and showed a raw temporary path on failure."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    expected = render_markdown(build_leaderboards(open_database(runs_db)))
+    app = create_app(runs_db)
+    notes: list[str] = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_boards(pilot)
+        real_notify = app.notify
+        app.notify = lambda message, **kw: (notes.append(str(message)), real_notify(message, **kw))[1]
+
+        def dialog_text() -> str:
+            return " ".join(str(label.render()) for label in app.screen.query(Label))
+
+        # The default, LEADERBOARD.md, shown with its absolute folder, accepted with enter.
+        target = work / "LEADERBOARD.md"
+        await pilot.press("e")
+        assert isinstance(app.screen, PathScreen)
+        assert app.screen.query_one("#path", Input).value == "LEADERBOARD.md"
+        assert str(target) in dialog_text()
+        await pilot.press("enter")
+        await wait_until(pilot, target.exists, 30, "the default export")
+        await settle(pilot)
+        assert target.read_text() == expected and any(str(target) in note for note in notes)
+
+        # Again: the file exists now, so the dialog says so and asks; "Cancel" keeps the file.
+        target.write_text("kept\n")
+        await pilot.press("e")
+        assert "replaces" in dialog_text()
+        await pilot.press("enter")
+        assert isinstance(app.screen, ConfirmScreen) and str(target) in app.screen.question
+        await pilot.press("enter")  # the focused button is Cancel
+        await settle(pilot)
+        assert isinstance(app.screen, PathScreen) and target.read_text() == "kept\n"
+        await pilot.press("enter")
+        await pilot.click("#confirm")
+        await wait_until(pilot, lambda: target.read_text() == expected, 30, "the confirmed export")
+
+        # A folder that does not exist is named and refused, not created; escape leaves the dialog.
+        await settle(pilot)
+        await pilot.press("e")
+        await pilot.press("home", "ctrl+k", *"boards/omniglot.md")
+        assert f"no such folder: {work / 'boards'}" in dialog_text()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, PathScreen) and not (work / "boards").exists()
+        await pilot.press("escape")
+        assert isinstance(app.screen, LeaderboardScreen)
+
+        # A write that fails after the dialog (the folder went away) says so in one line that names
+        # the chosen file, not the temporary file beside it.
+        gone = work / "gone" / "board.md"
+        notes.clear()
+        app.screen.export(gone)
+        await wait_until(pilot, lambda: notes, 30, "the failure")
+        assert notes == [f"cannot write {gone}: no such file or directory"]
+        assert not gone.parent.exists() and not any(".tmp" in name for name in os.listdir(work))

@@ -55,7 +55,7 @@ async def test_a_smoke_run_launched_from_the_form_streams_progress_then_tops_the
         form.query_one("#shots").focus()
         await pilot.press("home", "ctrl+k", "2")
         await pilot.pause()
-        assert "shots + queries = 21 > 20" in str(form.query_one("#queries-error", Label).render())
+        assert "shots + queries = 21 but" in str(form.query_one("#queries-error", Label).render())
         assert form.query_one("#launch", Button).disabled
         form.query_one("#queries").focus()
         await pilot.press("home", "ctrl+k", *"15")

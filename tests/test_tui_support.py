@@ -133,8 +133,10 @@ def test_events_fold_into_a_snapshot():
     snapshot = live.snapshot()
     assert snapshot.metrics == (("lr", 0.001), ("meta_grad_norm", 5.0))  # the method's own, latest values
     assert (snapshot.run_id, snapshot.status, snapshot.step, snapshot.fraction) == ("r1", "running", 5, 0.5)
-    assert snapshot.losses == (2.0, 1.0, 2.0 / 3, 0.5, 0.4)
-    assert snapshot.accuracies[-1] == 0.5
+    assert snapshot.losses == ((1, 2.0), (2, 1.0), (3, 2.0 / 3), (4, 0.5), (5, 0.4))
+    assert snapshot.accuracies[-1] == (5, 0.5)
+    live.apply({"event": "validation", "step": 5, "accuracy": 0.75})
+    assert live.snapshot().val_accuracies == ((5, 0.75),)
     live.apply({"event": "interrupted", "run_id": "r1", "step": 5})
     assert live.snapshot().resumable and live.snapshot().done
 
@@ -160,11 +162,12 @@ def test_long_curves_are_thinned_evenly():
     from metabench.tui.run_process import CURVE_POINTS, Curve
 
     curve = Curve()
-    for value in range(10 * CURVE_POINTS):
-        curve.append(float(value))
+    for step in range(10 * CURVE_POINTS):
+        curve.append(step, float(step))
     assert len(curve.points) <= CURVE_POINTS
-    gaps = {b - a for a, b in zip(curve.points, curve.points[1:], strict=False)}
-    assert gaps == {float(curve.stride)}  # evenly spaced in steps, so the sparkline's x axis is honest
+    gaps = {b[0] - a[0] for a, b in zip(curve.points, curve.points[1:], strict=False)}
+    assert gaps == {curve.stride}  # evenly spaced in steps
+    assert all(step == value for step, value in curve.points)
 
 
 def test_run_command_line_matches_the_runner_interface(tmp_path):

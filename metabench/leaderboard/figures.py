@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from metabench.config import TRANSDUCTIVE_MARK
+from metabench.config import RUNNING_WINDOW, TRANSDUCTIVE_MARK
 from metabench.leaderboard.published import PublishedReference
 from metabench.leaderboard.ranking import Leaderboard, LeaderboardRow
 from metabench.leaderboard.records import CurvePoint, RunRecord
@@ -32,6 +32,15 @@ CURVE_QUANTITIES = (
     Quantity("loss", "Training loss (mean per interval)", "", 1.0),
     Quantity("train_accuracy", "Training accuracy % (mean per interval)", "%", 100.0),
     Quantity("val_accuracy", "Validation accuracy %", "%", 100.0),
+)
+
+
+# What a live run's progress events carry: the loss and accuracy as running means of the last
+# RUNNING_WINDOW steps (not the stored curve's per-interval means, so the two end at different numbers).
+LIVE_QUANTITIES = (
+    Quantity("loss", f"Training loss (mean of the last {RUNNING_WINDOW} steps)", "", 1.0),
+    Quantity("train_accuracy", f"Training accuracy % (mean of the last {RUNNING_WINDOW} steps)", "%", 100.0),
+    CURVE_QUANTITIES[2],
 )
 
 
@@ -84,6 +93,20 @@ def learning_curves(records: Sequence[RunRecord]) -> tuple[CurvePanel, ...]:
         present = tuple(s for s in series if s is not None)
         if present:
             panels.append(CurvePanel(quantity, present))
+    return tuple(panels)
+
+
+def live_curves(
+    label: str,
+    curves: Sequence[Sequence[tuple[int, float]]],
+    quantities: Sequence[Quantity] = LIVE_QUANTITIES,
+) -> tuple[CurvePanel, ...]:
+    """Panels of one live run from its (step, stored value) curves, one per quantity, in that order."""
+    panels = []
+    for quantity, points in zip(quantities, curves, strict=True):
+        if points:
+            values = tuple(value * quantity.scale for _, value in points)
+            panels.append(CurvePanel(quantity, (Series(label, tuple(step for step, _ in points), values),)))
     return tuple(panels)
 
 

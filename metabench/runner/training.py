@@ -7,13 +7,13 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from metabench.config import RUNNING_WINDOW
 from metabench.leaderboard.records import CurvePoint
 from metabench.methods.base import StepStats
 from metabench.runner.events import Progress
 
 CURVE_POINTS = 100  # about this many learning-curve points per run
 PROGRESS_INTERVAL_S = 0.1  # at most ~10 progress events per second
-RUNNING_WINDOW = 20  # steps averaged into the loss and accuracy that progress events show
 
 
 @dataclass

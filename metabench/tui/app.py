@@ -62,7 +62,8 @@ class MetabenchApp(App[None]):
         Binding("3", "show('leaderboard')", "Leaderboard", show=False),
         Binding("n", "new_run", "New run", tooltip="Open the form to train and test a method"),
         Binding("f1,question_mark", "help", "Help", key_display="F1"),
-        Binding("ctrl+t", "toggle_theme", "Theme", tooltip="Switch between the light and dark theme"),
+        # In help and the command palette: at 80 columns the footer keeps its room for the screen's keys.
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False, tooltip="Switch the light and dark theme"),
         Binding("q", "quit", "Quit"),
         # Vim's keys move in every list and table, as in lazygit and k9s (typing in a field is unaffected).
         Binding("j", "cursor('down')", "Down", show=False),

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from metabench.methods.card import MethodCard
 
 TERMINAL_EVENTS = ("finished", "failed", "interrupted")
-CURVE_POINTS = 400  # the sparklines are at most a few hundred cells wide; older points are thinned
+CURVE_POINTS = 400  # a plot is at most a few hundred cells wide; older points are thinned
 
 
 @dataclass(frozen=True)
@@ -166,17 +166,18 @@ def parse_event(line: bytes | str) -> dict[str, Any] | None:
 
 @dataclass
 class Curve:
-    """A learning curve with bounded length: when full, it halves its resolution and keeps an even stride."""
+    """A learning curve of (step, value) points with bounded length: when full, it halves its resolution
+    and keeps an even stride, so a long run's plot costs the same as a short one's."""
 
-    points: list[float] = field(default_factory=list)
+    points: list[tuple[int, float]] = field(default_factory=list)
     stride: int = 1
     _seen: int = 0
 
-    def append(self, value: float) -> None:
+    def append(self, step: int, value: float) -> None:
         self._seen += 1
         if (self._seen - 1) % self.stride:
             return
-        self.points.append(value)
+        self.points.append((step, value))
         if len(self.points) > CURVE_POINTS:
             del self.points[1::2]
             self.stride *= 2
@@ -202,8 +203,10 @@ class RunSnapshot:
     test_accuracy: float | None
     steps_per_s: float | None
     eta_s: float | None
-    losses: tuple[float, ...]
-    accuracies: tuple[float, ...]
+    # (step, value): the running means of the progress events, and each validation's accuracy.
+    losses: tuple[tuple[int, float], ...]
+    accuracies: tuple[tuple[int, float], ...]
+    val_accuracies: tuple[tuple[int, float], ...]
     metrics: tuple[tuple[str, float], ...]  # the method's own scalars, latest running means
     final_accuracy: float | None
     final_ci95: float | None
@@ -247,6 +250,7 @@ class LiveRun:
     eta_s: float | None = None
     losses: Curve = field(default_factory=Curve)
     accuracies: Curve = field(default_factory=Curve)
+    val_accuracies: Curve = field(default_factory=Curve)
     metrics: dict[str, float] = field(default_factory=dict)
     final_accuracy: float | None = None
     final_ci95: float | None = None
@@ -272,15 +276,17 @@ class LiveRun:
             self.loss = _float(event.get("loss"), None)
             self.accuracy = _float(event.get("accuracy"), None)
             if self.loss is not None:
-                self.losses.append(self.loss)
+                self.losses.append(self.step, self.loss)
             if self.accuracy is not None:
-                self.accuracies.append(self.accuracy)
+                self.accuracies.append(self.step, self.accuracy)
             metrics = event.get("metrics")
             if isinstance(metrics, Mapping):
                 values = {str(name): _float(value, None) for name, value in metrics.items()}
                 self.metrics = {name: value for name, value in values.items() if value is not None}
         elif kind == "validation":
             self.val_accuracy = _float(event.get("accuracy"), self.val_accuracy)
+            if self.val_accuracy is not None:
+                self.val_accuracies.append(self.step, self.val_accuracy)
         elif kind == "testing":
             self.test_done = _int(event.get("episodes_done"), self.test_done)
             self.test_total = _int(event.get("episodes"), self.test_total)
@@ -327,6 +333,7 @@ class LiveRun:
             eta_s=self.eta_s,
             losses=tuple(self.losses.points),
             accuracies=tuple(self.accuracies.points),
+            val_accuracies=tuple(self.val_accuracies.points),
             metrics=tuple(sorted(self.metrics.items())),
             final_accuracy=self.final_accuracy,
             final_ci95=self.final_ci95,

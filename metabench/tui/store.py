@@ -6,7 +6,7 @@ worker, so importing the app and painting the first screen never waits for them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +106,15 @@ def run_record(db_path: Path, run_id: str) -> RunRecord | None:
         return get_run(db, run_id)
 
 
+def run_records(db_path: Path, run_ids: Sequence[str]) -> list[RunRecord]:
+    """The records of `run_ids` that are still in the database, in the order asked."""
+    from metabench.leaderboard import get_run
+
+    with connect(db_path) as db:
+        records = [get_run(db, run_id) for run_id in run_ids]
+    return [record for record in records if record is not None]
+
+
 def leaderboards(db_path: Path, all_runs: bool = False) -> list[Leaderboard]:
     """The boards of every setting (each method's largest budget, or every finished run)."""
     from metabench.leaderboard import build_leaderboards
@@ -115,10 +124,13 @@ def leaderboards(db_path: Path, all_runs: bool = False) -> list[Leaderboard]:
 
 
 def export_leaderboard(db_path: Path, path: Path, all_runs: bool = False) -> int:
-    """Write the markdown leaderboard to `path` atomically; returns the number of settings."""
+    """Write the markdown leaderboard to `path` atomically; returns the number of settings.
+
+    A missing folder is an error (FileNotFoundError), not created: the user typed the path.
+    """
     from metabench import atomic
     from metabench.leaderboard import render_markdown
 
     boards = leaderboards(db_path, all_runs)
-    atomic.write_text(path, render_markdown(boards))
+    atomic.write_text(path, render_markdown(boards), make_parents=False)
     return len(boards)

@@ -54,7 +54,7 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield NavBar(active=self.MODE)
         yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True)
 
     def compose_body(self) -> ComposeResult:
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""The leaderboard screen: one sortable table per setting, the highlighted run's record, markdown export."""
+"""The leaderboard screen: one sortable table per setting, the highlighted run's record, charts, export."""
 
 from __future__ import annotations
 
@@ -6,23 +6,26 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import DataTable, Label
 
 if TYPE_CHECKING:
-    from metabench.leaderboard import Leaderboard
+    from metabench.leaderboard import Leaderboard, Setting
     from metabench.leaderboard.records import RunRecord
 
 from metabench.tui import store
 from metabench.tui.screens.base import MainScreen
-from metabench.tui.screens.dialogs import PathScreen
+from metabench.tui.screens.compare import CompareScreen
+from metabench.tui.screens.dialogs import PathScreen, write_error
 from metabench.tui.screens.run_record import RunRecordScreen
+from metabench.tui.widgets.board_chart import BoardChartView
 from metabench.tui.widgets.leaderboard_table import (
-    REFERENCE_KEY,
     TRANSDUCTIVE_MARK,
+    BoardTitle,
     LeaderboardTable,
     run_id_of,
 )
@@ -41,13 +44,19 @@ class LeaderboardScreen(MainScreen):
         "against runs tested on the same episodes. Accuracy is the mean over the test episodes ± the 95% "
         f"interval; Δ is the difference to the paper's number; {TRANSDUCTIVE_MARK} marks transductive "
         "evaluation (test-batch BatchNorm statistics), which inflates accuracy. Click a column header (or "
-        "press s, r) to sort; enter opens a run's record; e exports the markdown leaderboard."
+        "press s for the next column on screen, r to reverse) to sort; j/k move like the arrows; enter "
+        "opens a run's record. g shows the focused board's chart under it (each run's accuracy with its "
+        "95% interval beside the published number); c overlays the learning curves of its runs; e "
+        "exports the markdown leaderboard. With a wide terminal the highlighted run's record and curves "
+        "sit beside the boards."
     )
     BINDINGS = [
         Binding("s", "sort_next", "Sort"),
         Binding("r", "sort_reverse", "Reverse"),
+        Binding("g", "toggle_chart", "Chart"),
+        Binding("c", "compare", "Compare"),
         Binding("e", "export", "Export"),
-        Binding("a", "toggle_all", "All runs"),
+        Binding("a", "toggle_all", "All runs", show=False),  # the boards' title says "a: toggle"
         Binding("f5", "reload", "Reload", show=False),
     ]
 
@@ -55,6 +64,9 @@ class LeaderboardScreen(MainScreen):
         super().__init__()
         self.boards: list[Leaderboard] = []
         self.all_runs = False
+        self.charted: set[Setting] = set()  # the boards whose chart is shown, kept across reloads
+        self._current: LeaderboardTable | None = None  # the board the user last focused
+        self._detail_for: str | None = None  # the run the side panel waits for
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="board-body"):
@@ -93,11 +105,12 @@ class LeaderboardScreen(MainScreen):
         container.loading = False
         if boards == self.boards and self.tables():
             return
-        # Keep each table's sort and the selected run across a reload.
+        # Keep each table's sort, the focused board and its cursor's row across a reload.
         previous = {
             table.board.setting: (table.sort_column, table.sort_descending) for table in self.tables()
         }
-        selected = self.selected_run_id()
+        current = self.focused_table()
+        focused = (current.board.setting, current.cursor_key()) if current is not None else None
         self.boards = boards
         await container.remove_children(".board")
         runs = sum(len(board.rows) for board in boards)
@@ -108,55 +121,88 @@ class LeaderboardScreen(MainScreen):
             else "No finished runs yet: press n to launch one (smoke takes seconds)."
         )
         self.query_one("#boards-title", Label).update(title)
-        widgets = []
+        widgets: list[Widget] = []
         for index, board in enumerate(boards):
-            widgets.append(Label(board.setting.title, classes="board board-title"))
+            widgets.append(BoardTitle(board.setting.title, id=f"title-{index}", classes="board"))
             widgets.append(LeaderboardTable(board, id=f"board-{index}", classes="board"))
+            if board.setting in self.charted:
+                widgets.append(_chart_view(board, index))
         await container.mount_all(widgets)
-        for table in self.tables():
+        tables = self.tables()
+        focus = tables[0] if tables else None
+        for table in tables:
             if table.board.setting in previous:
                 column, descending = previous[table.board.setting]
                 table.sort_by(column, descending)
-            if selected in table.rows:
-                table.move_cursor(row=table.get_row_index(selected), animate=False)
-                table.focus()
-        if not isinstance(self.focused, LeaderboardTable) and self.tables():
-            self.tables()[0].focus()
+            if focused is not None and table.board.setting == focused[0]:
+                focus = table
+                if focused[1] in table.rows:
+                    table.move_cursor(row=table.get_row_index(focused[1]), animate=False)
+        if focus is not None:
+            focus.focus(scroll_visible=False)
+            self._current = focus
+            self._show_cursor_row(focus)
+            if focus is not tables[0]:
+                self.call_after_refresh(self._reveal, focus)
 
     def tables(self) -> list[LeaderboardTable]:
+        """Every board's table, top to bottom."""
         return list(self.query(LeaderboardTable).results(LeaderboardTable))
 
     def focused_table(self) -> LeaderboardTable | None:
+        """The board the keys act on: the focused one, else the one focused last, else the first."""
         if isinstance(self.focused, LeaderboardTable):
             return self.focused
         tables = self.tables()
+        if self._current in tables:
+            return self._current
         return tables[0] if tables else None
-
-    def selected_run_id(self) -> str | None:
-        table = self.focused_table()
-        return table.selected_run_id() if table is not None else None
 
     # --- the highlighted run -----------------------------------------------------------------------
 
+    @on(events.DescendantFocus)
+    def _board_focused(self, event: events.DescendantFocus) -> None:
+        # Tab, shift+tab or a click moved to another board: the side panel follows.
+        if isinstance(event.widget, LeaderboardTable) and event.widget is not self._current:
+            self._current = event.widget
+            self._show_cursor_row(event.widget)
+            self.call_after_refresh(self._reveal, event.widget)
+
+    def _reveal(self, table: LeaderboardTable) -> None:
+        """Scroll the boards so that `table` starts at the top with its title (focus alone centres a
+        table, which can hide its title)."""
+        titles = self.query(f"#title-{(table.id or '').removeprefix('board-')}")
+        if titles:
+            boards = self.query_one("#boards", VerticalScroll)
+            boards.scroll_to_widget(titles.first(), animate=False, top=True)
+
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if isinstance(event.data_table, LeaderboardTable):
-            run_id = run_id_of(event.row_key.value)
-            if run_id is not None:
-                self.load_detail(run_id)
-                return
-            table = event.data_table
-            for reference in table.board.references:  # a published reference: show its source
-                if event.row_key.value == REFERENCE_KEY + reference.name:
-                    self.query_one("#board-detail", RunDetail).show_reference(reference)
+        # Every table highlights its first row when it is filled: only the focused board's cursor counts.
+        if isinstance(event.data_table, LeaderboardTable) and event.data_table is self.focused_table():
+            self._show_cursor_row(event.data_table)
+
+    def _show_cursor_row(self, table: LeaderboardTable) -> None:
+        """Show the run (or published reference) under `table`'s cursor in the side panel."""
+        run_id = table.selected_run_id()
+        self._detail_for = run_id
+        if run_id is not None:
+            self.load_detail(run_id)
+            return
+        reference = table.selected_reference()
+        if reference is not None:  # a published reference: show its source
+            self.query_one("#board-detail", RunDetail).show_reference(reference)
 
     @work(thread=True, exclusive=True, group="leaderboard-detail", exit_on_error=False)
     def load_detail(self, run_id: str) -> None:
+        """Read a run's record for the side panel."""
         record = store.run_record(self.app.db_path, run_id)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._show_detail, record)
+        self.app.call_from_thread(self._show_detail, run_id, record)
 
-    def _show_detail(self, record: RunRecord | None) -> None:
-        self.query_one("#board-detail", RunDetail).show(record)
+    def _show_detail(self, run_id: str, record: RunRecord | None) -> None:
+        # A thread worker runs to its end even when a newer one replaced it: drop stale answers.
+        if run_id == self._detail_for:
+            self.query_one("#board-detail", RunDetail).show(record)
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -178,6 +224,31 @@ class LeaderboardScreen(MainScreen):
         if table is not None:
             table.reverse_sort()
 
+    async def action_toggle_chart(self) -> None:
+        """Show or hide the focused board's chart, just under its table."""
+        table = self.focused_table()
+        if table is None:
+            return
+        setting = table.board.setting
+        index = self.boards.index(table.board)
+        if setting in self.charted:
+            self.charted.discard(setting)
+            await self.query(f"#chart-{index}").remove()
+            return
+        self.charted.add(setting)
+        chart = _chart_view(table.board, index)
+        await self.query_one("#boards", VerticalScroll).mount(chart, after=table)
+        chart.scroll_visible(animate=False)
+
+    def action_compare(self) -> None:
+        """Overlay the learning curves of every run on the focused board."""
+        table = self.focused_table()
+        if table is None or not table.run_ids():
+            self.notify("No runs on this board to compare.", severity="warning")
+            return
+        title = f"Learning curves: {table.board.setting.title}"
+        self.app.push_screen(CompareScreen(table.run_ids(), title=title))
+
     def action_toggle_all(self) -> None:
         """Show every finished run, or only each method's largest-budget run per setting."""
         self.all_runs = not self.all_runs
@@ -196,15 +267,18 @@ class LeaderboardScreen(MainScreen):
 
     @work(thread=True, exclusive=True, group="leaderboard-export", exit_on_error=False)
     def export(self, path: Path) -> None:
-        """Render the boards as they are in the database now and write them atomically."""
+        """Render the boards as they are in the database now and write them atomically to `path`."""
         try:
             count = store.export_leaderboard(self.app.db_path, path, self.all_runs)  # type: ignore[attr-defined]
-        except Exception as exc:  # noqa: BLE001 - e.g. an unwritable folder: say so, keep running
-            self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error", timeout=10)
+        except OSError as exc:  # e.g. the folder went away or is read-only: say so, keep running
+            self.app.call_from_thread(self.notify, write_error(path, exc), severity="error", timeout=10)
             return
-        where = path.resolve()
+        except Exception as exc:  # noqa: BLE001 - the database: one line, keep running
+            message = f"cannot export the leaderboard: {' '.join(str(exc).split())}"
+            self.app.call_from_thread(self.notify, message, severity="error", timeout=10)
+            return
         settings = _count(count, "setting")
-        self.app.call_from_thread(self.notify, f"Wrote {settings} to {where}", title="Leaderboard exported")
+        self.app.call_from_thread(self.notify, f"Wrote {settings} to {path}", title="Leaderboard exported")
 
     def screen_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand(
@@ -215,9 +289,22 @@ class LeaderboardScreen(MainScreen):
         )
         yield SystemCommand("Reverse sort", "Reverse the focused board's order", self.action_sort_reverse)
         yield SystemCommand(
+            "Board chart", "Show or hide the focused board's accuracies as a chart", self.action_toggle_chart
+        )
+        yield SystemCommand(
+            "Compare learning curves", "Overlay the curves of the focused board's runs", self.action_compare
+        )
+        yield SystemCommand(
             "Toggle all runs", "All finished runs, or the best budget per method", self.action_toggle_all
         )
         yield SystemCommand("Reload leaderboard", "Rebuild the boards from the database", self.action_reload)
+
+
+def _chart_view(board: Leaderboard, index: int) -> BoardChartView:
+    """The chart of the board shown as table `index`, to sit under that table."""
+    from metabench.leaderboard.figures import board_chart
+
+    return BoardChartView(board_chart(board), id=f"chart-{index}", classes="board")
 
 
 def _count(number: int, noun: str) -> str:

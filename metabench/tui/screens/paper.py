@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label, Static
+from textual.widgets import Button, Footer, Static
 
 from metabench.tui import store
 
@@ -37,6 +37,9 @@ def record_markup(record: PaperRecord) -> str:
         lines.append(f'[dim]arXiv[/dim]    [link="{url}"]{escape(paper.arxiv)}[/link]  {escape(url)}')
     if paper.url and (not paper.arxiv or paper.arxiv not in paper.url):
         lines.append(f'[dim]url[/dim]      [link="{paper.url}"]{escape(paper.url)}[/link]')
+    for technique in record.techniques:  # near the top: a small window still shows what it learns
+        family = f"  [dim]({escape(technique.family)})[/dim]" if technique.family else ""
+        lines.append(f"[dim]learns[/dim]   {escape(technique.learnable_component)}{family}")
     if paper.note:
         lines += ["", f"[b]note[/b] {escape(paper.note)}"]
     lines += ["", "[b]In the survey table[/b]"]
@@ -50,7 +53,7 @@ def record_markup(record: PaperRecord) -> str:
 
 
 class PaperScreen(ModalScreen[None]):
-    """The full record of one paper, with a "benchmark this" button per benchmarkable technique."""
+    """The full record of one paper, with a "Benchmark <method>" button per method of the paper."""
 
     BINDINGS = [
         Binding("escape,q", "dismiss", "Back"),
@@ -66,8 +69,6 @@ class PaperScreen(ModalScreen[None]):
         with Vertical(id="paper-dialog", classes="dialog"):
             with VerticalScroll(id="paper-body"):
                 yield Static("", id="paper-record")
-                yield Label("", id="techniques-title")
-                yield Vertical(id="techniques")
             with Horizontal(classes="dialog-buttons", id="paper-buttons"):
                 yield Button("Back", id="back")
         yield Footer()
@@ -89,13 +90,6 @@ class PaperScreen(ModalScreen[None]):
         self.record = record
         self.query_one("#paper-dialog").border_title = record.paper.short_cite
         self.query_one("#paper-record", Static).update(record_markup(record))
-        if record.techniques:
-            self.query_one("#techniques-title", Label).update("\n[b]Technique[/b]")
-            rows = [
-                Label(("" if not t.family else f"({t.family}) ") + f"learns {t.learnable_component}")
-                for t in record.techniques
-            ]
-            await self.query_one("#techniques", Vertical).mount_all(rows)
         self.check_methods()
 
     @work(thread=True, exit_on_error=False)

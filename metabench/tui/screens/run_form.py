@@ -165,7 +165,7 @@ def _select(name: str, choices: tuple[str, ...], value: str) -> Select[str]:
 def _options(options: tuple[tuple[str, str], ...]) -> Input:
     # The method's own config keys, as `metabench run --set` takes them; checked against its card.
     text = " ".join(f"{key}={value}" for key, value in options)
-    return Input(text, placeholder="key=value … (optional, e.g. lr=0.001)", id="options", compact=True)
+    return Input(text, placeholder="key=value … (optional)", id="options", compact=True)
 
 
 def _number(name: str, value: int) -> Input:

@@ -41,7 +41,10 @@ HISTORY_COLUMNS = (
 )
 
 
-def history_cells(run: RunSummary, live_step: int | None = None) -> tuple[Text, ...]:
+MARK = "✓ "  # before the method of a run marked for comparison
+
+
+def history_cells(run: RunSummary, live_step: int | None = None, marked: bool = False) -> tuple[Text, ...]:
     """One history row: what a researcher scans for first, left to right.
 
     `live_step` is the step a live monitor of this run has seen: the database learns of steps only at
@@ -52,7 +55,7 @@ def history_cells(run: RunSummary, live_step: int | None = None) -> tuple[Text, 
     steps = f"{run.preset} {step}/{run.meta_steps}"
     return (
         fmt.status_text(run.status + (" ↻" if run.resumable and run.status == "interrupted" else "")),
-        Text(run.method, style="bold"),
+        Text.assemble((MARK, "bold green") if marked else "", (run.method, "bold")),
         Text(setting),
         Text(fmt.fraction_ci(run.accuracy, run.ci95), justify="right"),
         Text(steps),
@@ -74,18 +77,22 @@ class RunsScreen(MainScreen):
         "`metabench run` process: its progress, loss and accuracy curves, speed and ETA update live. "
         "Cancel (x) interrupts it cleanly, and it stays resumable (u). The history lists every run in "
         "the database, newest first, including runs started from other terminals; enter shows a run's "
-        "record and learning curve."
+        "record and learning curves; space marks runs and c overlays their curves."
     )
     BINDINGS = [
-        Binding("x", "cancel_run", "Cancel run"),
+        Binding("x", "cancel_run", "Cancel"),
         Binding("u", "resume_run", "Resume"),
         Binding("d", "dismiss_finished", "Dismiss"),
+        Binding("space", "mark_run", "Mark", show=False),  # in help: the footer is full at 80 columns
+        Binding("c", "compare_runs", "Compare"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.history: list[RunSummary] = []
         self._shown_steps: dict[str, int] = {}
+        self.marked: list[str] = []  # run ids marked for comparison, in marking order
+        self._shown_marks: list[str] = []
         self._next_key = 0
 
     AUTO_FOCUS = "#history"
@@ -140,13 +147,15 @@ class RunsScreen(MainScreen):
         table = self.query_one("#history", DataTable)
         table.loading = False
         steps = self.live_steps()
-        if (runs, steps) == (self.history, self._shown_steps) and table.row_count == len(runs):
+        shown = (runs, steps, list(self.marked))
+        if shown == (self.history, self._shown_steps, self._shown_marks) and table.row_count == len(runs):
             return
-        self.history, self._shown_steps = runs, steps
+        self.history, self._shown_steps, self._shown_marks = shown
         selected = self.selected_run_id()
         table.clear()
         for run in runs:
-            table.add_row(*history_cells(run, steps.get(run.run_id)), key=run.run_id)
+            cells = history_cells(run, steps.get(run.run_id), run.run_id in self.marked)
+            table.add_row(*cells, key=run.run_id)
         if selected is not None and selected in table.rows:
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         running = sum(run.status == "running" for run in runs)
@@ -177,6 +186,28 @@ class RunsScreen(MainScreen):
         run_id = self.selected_run_id()
         if run_id:
             self.app.push_screen(RunRecordScreen(run_id))
+
+    def action_mark_run(self) -> None:
+        """Mark (or unmark) the selected run for comparison, and move to the next row."""
+        run_id = self.selected_run_id()
+        if run_id is None:
+            return
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        self._show_history(self.history)
+        self.query_one("#history", DataTable).action_cursor_down()
+
+    def action_compare_runs(self) -> None:
+        """Overlay the learning curves of the marked runs (or show the selected run's curves)."""
+        from metabench.tui.screens.compare import CompareScreen
+
+        run_ids = list(self.marked) or ([self.selected_run_id()] if self.selected_run_id() else [])
+        if not run_ids:
+            self.notify("No run to compare: mark runs in the history with space", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(run_ids))
 
     # --- live runs ------------------------------------------------------------------------------
 
@@ -312,4 +343,8 @@ class RunsScreen(MainScreen):
         )
         yield SystemCommand(
             "Run details", "Record and learning curve of the selected run", self.action_open_run
+        )
+        yield SystemCommand("Mark run", "Mark the selected run for comparison", self.action_mark_run)
+        yield SystemCommand(
+            "Compare runs", "Overlay the marked runs' learning curves", self.action_compare_runs
         )

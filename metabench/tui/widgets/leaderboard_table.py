@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual.widgets import DataTable
+from textual.binding import Binding
+from textual.widgets import DataTable, Label
 
 if TYPE_CHECKING:
     from metabench.leaderboard import Leaderboard, LeaderboardRow, PublishedReference
@@ -127,8 +128,29 @@ COLUMNS = (
 COLUMN_BY_KEY = {column.key: column for column in COLUMNS}
 
 
+class BoardTitle(Label):
+    """A board's title above its table."""
+
+    # $text-primary is the primary colour adjusted to read on the background, in the light theme too
+    # (the accent orange did not).
+    DEFAULT_CSS = """
+    BoardTitle {
+        width: 1fr;
+        margin: 1 0 0 0;
+        padding: 0 1;
+        text-style: bold;
+        color: $text-primary;
+    }
+    """
+
+
 class LeaderboardTable(DataTable[SortableCell]):
     """The ranked rows of one Leaderboard; remembers how it is sorted."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Cursor down", show=False),
+        Binding("k", "cursor_up", "Cursor up", show=False),
+    ]
 
     def __init__(self, board: Leaderboard, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
@@ -154,7 +176,10 @@ class LeaderboardTable(DataTable[SortableCell]):
                 self.add_row(*cells, key=REFERENCE_KEY + entry.name)
 
     def sort_by(self, key: str, descending: bool | None = None) -> None:
-        """Sort by the column `key`; a repeated sort on the same column flips the direction."""
+        """Sort by the column `key`; a repeated sort on the same column flips the direction.
+
+        The cursor stays on the row it was on, wherever that row moves.
+        """
         if descending is None:
             if key == self.sort_column:
                 descending = not self.sort_descending
@@ -164,14 +189,41 @@ class LeaderboardTable(DataTable[SortableCell]):
         for column in self.shown_columns:
             arrow = (" ▼" if descending else " ▲") if column.key == key else "  "
             self.columns[column.key].label = Text(column.label + arrow)  # type: ignore[index]
+        selected = self.cursor_key()
         self.sort(key, key=lambda cell: cell.sort_key(descending), reverse=descending)
+        if selected is not None:
+            self.move_cursor(row=self.get_row_index(selected), animate=False)
+
+    def visible_column_keys(self) -> list[str]:
+        """The columns shown whole in the table's viewport as it is scrolled now (all of them before
+        the table has a size)."""
+        width = self.scrollable_content_region.width
+        keys = [column.key for column in self.shown_columns]
+        if not width:
+            return keys
+        left, right = self.scroll_x, self.scroll_x + width
+        visible, x = [], 0
+        for key in keys:
+            column_width = self.columns[key].get_render_width(self)  # type: ignore[index]
+            if left <= x and x + column_width <= right:
+                visible.append(key)
+            x += column_width
+        return visible or keys
 
     def next_sort_column(self) -> None:
-        """Sort by the column to the right of the current one (wrapping)."""
+        """Sort by the next column to the right among those on screen, wrapping to the first one.
+
+        Columns scrolled out of view are skipped: at 80 columns most of them are, and a sort by a
+        column one cannot see looks like a shuffle. Scrolling right brings them into the cycle.
+        """
         keys = [column.key for column in self.shown_columns]
-        self.sort_by(keys[(keys.index(self.sort_column) + 1) % len(keys)])
+        visible = self.visible_column_keys()
+        current = keys.index(self.sort_column)
+        after = [key for key in visible if keys.index(key) > current]
+        self.sort_by(after[0] if after else visible[0])
 
     def reverse_sort(self) -> None:
+        """Sort the other way round by the same column."""
         self.sort_by(self.sort_column, not self.sort_descending)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
@@ -186,11 +238,25 @@ class LeaderboardTable(DataTable[SortableCell]):
     def _row_keys_in_order(self) -> list[Any]:
         return [self.coordinate_to_cell_key((index, 0)).row_key for index in range(self.row_count)]
 
-    def selected_run_id(self) -> str | None:
-        """The run under the cursor; None on an empty board or a published reference."""
+    def cursor_key(self) -> str | None:
+        """The key of the row under the cursor (a run id or a reference's key); None on an empty board."""
         if not self.row_count:
             return None
-        return run_id_of(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+
+    def selected_run_id(self) -> str | None:
+        """The run under the cursor; None on an empty board or a published reference."""
+        return run_id_of(self.cursor_key())
+
+    def selected_reference(self) -> PublishedReference | None:
+        """The published reference under the cursor, if the cursor is on one."""
+        key = self.cursor_key()
+        return next((ref for ref in self.board.references if key == REFERENCE_KEY + ref.name), None)
+
+    def run_ids(self) -> list[str]:
+        """The board's runs in display order (published references left out)."""
+        keys = (run_id_of(key.value) for key in self._row_keys_in_order())
+        return [key for key in keys if key is not None]
 
 
 def run_id_of(row_key: str | None) -> str | None:

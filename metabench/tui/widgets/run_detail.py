@@ -1,4 +1,4 @@
-"""A stored run's record and learning curve (loss, train and validation accuracy as sparklines)."""
+"""A stored run's record, its learning curves as plots and the method's own metrics as sparklines."""
 
 from __future__ import annotations
 
@@ -10,12 +10,33 @@ from textual.markup import escape
 from textual.widgets import Label, Sparkline, Static
 
 from metabench.tui import formatting as fmt
+from metabench.tui.widgets.curve_plot import CurvePlots
 
 if TYPE_CHECKING:
     from metabench.leaderboard import PublishedReference
     from metabench.leaderboard.records import RunRecord
 
-CURVES = (("loss", "loss"), ("train acc", "train_accuracy"), ("val acc", "val_accuracy"))
+
+def points(count: int) -> str:
+    """'1 point', '12 points'."""
+    return f"{count} point{'' if count == 1 else 's'}"
+
+
+def curve_summary(record: RunRecord) -> str:
+    """How long the stored curve is and its last values, as content markup."""
+    curve = record.curve
+    if not curve:
+        return "[dim]curve[/dim]     none recorded"
+    last = []
+    for name, field in (("loss", "loss"), ("train", "train_accuracy"), ("val", "val_accuracy")):
+        values = [getattr(point, field) for point in curve if getattr(point, field) is not None]
+        if values:
+            last.append(
+                f"{name} {values[-1]:.3f}" if field == "loss" else f"{name} {fmt.fraction(values[-1], 1)} %"
+            )
+    return f"[dim]curve[/dim]     {points(len(curve))} to step {curve[-1].step}" + (
+        f"; last {', '.join(last)}" if last else ""
+    )
 
 
 def record_markup(record: RunRecord) -> str:
@@ -37,6 +58,7 @@ def record_markup(record: RunRecord) -> str:
         f"test {fmt.duration(record.eval_time_s)}, wall {fmt.duration(record.wall_time_s)}",
         f"[dim]started[/dim]   {fmt.when(record.created_at)}"
         + (f"  finished {fmt.when(record.finished_at)}" if record.finished_at else ""),
+        curve_summary(record),
     ]
     if record.transductive:
         lines.append("[b yellow]† transductive evaluation[/] [dim](test-batch BatchNorm statistics)[/dim]")
@@ -52,37 +74,30 @@ def record_markup(record: RunRecord) -> str:
 
 
 class RunDetail(VerticalScroll):
-    """Shows one RunRecord; empty until show() is called."""
+    """Shows one RunRecord (its facts, then its learning curves); empty until show() is called."""
 
     def compose(self) -> ComposeResult:
         yield Static("[dim]Select a run to see its record and learning curve.[/dim]", classes="record")
-        for label, field in CURVES:
-            with Horizontal(classes="detail-curve", id=f"curve-{field}"):
-                yield Label(label, classes="curve-label")
-                yield Sparkline([], summary_function=max, classes="curve")
-                yield Label("", classes="curve-value")
+        yield CurvePlots(classes="detail-plots", empty="")
 
     def on_mount(self) -> None:
-        for _, field in CURVES:
-            self.query_one(f"#curve-{field}").display = False
+        self.query_one(CurvePlots).display = False
 
     def show(self, record: RunRecord | None) -> None:
         """Display `record` (None: the run was deleted meanwhile)."""
+        from metabench.leaderboard.figures import learning_curves
+
         self.record = record
         static = self.query_one(".record", Static)
+        plots = self.query_one(CurvePlots)
         if record is None:
             static.update("[dim]This run is no longer in the database.[/dim]")
+            plots.display = False
+            self.query(".metric-curve").remove()
             return
         static.update(record_markup(record))
-        for _, field in CURVES:
-            values = [getattr(point, field) for point in record.curve if getattr(point, field) is not None]
-            row = self.query_one(f"#curve-{field}", Horizontal)
-            row.display = bool(values)
-            row.query_one(Sparkline).data = values
-            if values:
-                last = values[-1]
-                text = f"{last:.3f}" if field == "loss" else f"{fmt.fraction(last, 1)}%"
-                row.query_one(".curve-value", Label).update(f"{text}  ({len(values)} pts)")
+        plots.show(learning_curves([record]))
+        plots.display = bool(record.curve)
         self._show_metrics(record)
 
     def _show_metrics(self, record: RunRecord) -> None:
@@ -96,7 +111,7 @@ class RunDetail(VerticalScroll):
                 Horizontal(
                     Label(name, classes="curve-label"),
                     Sparkline(values, summary_function=max, classes="curve"),
-                    Label(f"{values[-1]:.4g}  ({len(values)} pts)", classes="curve-value"),
+                    Label(f"{values[-1]:.4g}  {points(len(values))}", classes="curve-value"),
                     classes="detail-curve metric-curve",
                 )
             )
@@ -115,5 +130,5 @@ class RunDetail(VerticalScroll):
         if reference.note:
             lines.append(f"[dim]note[/dim]      {escape(reference.note)}")
         self.query_one(".record", Static).update("\n".join(lines))
-        for _, field in CURVES:
-            self.query_one(f"#curve-{field}", Horizontal).display = False
+        self.query_one(CurvePlots).display = False
+        self.query(".metric-curve").remove()

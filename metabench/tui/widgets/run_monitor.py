@@ -12,13 +12,16 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import var
-from textual.widgets import Button, Label, ProgressBar, Sparkline
+from textual.widgets import Button, Label, ProgressBar
 
+from metabench.config import RUNNING_WINDOW
 from metabench.tui import formatting as fmt
 from metabench.tui.run_process import LiveRun, RunSnapshot, child_environment, parse_event, resume_command
+from metabench.tui.widgets.curve_plot import CurvePlots
 
 STDERR_LINES = 40  # enough to find the one line that explains a crash
 STREAM_LIMIT = 1 << 20  # an event line (a finished run's record) may exceed asyncio's 64 KiB default
+PLOT_HEIGHT = 9  # rows per live plot: axes, ticks and a curve's shape, with room left for the history
 
 
 class RunMonitor(Vertical):
@@ -70,14 +73,9 @@ class RunMonitor(Vertical):
         with Horizontal(classes="monitor-progress"):
             yield ProgressBar(total=None, show_eta=False, id=f"bar-{self.key}")
             yield Label("", classes="monitor-rate")
-        with Horizontal(classes="monitor-curves"):
-            yield Label("loss", classes="curve-label")
-            yield Sparkline([], summary_function=max, classes="loss-curve")
-            yield Label("-", classes="curve-value loss-value")
-            yield Label("acc", classes="curve-label")
-            yield Sparkline([], summary_function=max, classes="acc-curve")
-            yield Label("-", classes="curve-value acc-value")
+        yield Label("", classes="monitor-values")
         yield Label("", classes="monitor-metrics")
+        yield CurvePlots(classes="monitor-plots", plot_height=PLOT_HEIGHT, min_plot_width=36, empty="")
         yield Label("", classes="monitor-error")
         with Horizontal(classes="monitor-buttons"):
             yield Button("Cancel", variant="error", classes="cancel-run", compact=True)
@@ -211,13 +209,17 @@ class RunMonitor(Vertical):
         elif snapshot.exited:
             bar.update(total=1, progress=0)  # refused or crashed before training: stop the pulse
         self.query_one(".monitor-rate", Label).update(self._rate_text(snapshot))
+        values = self.query_one(".monitor-values", Label)
+        values.update(self._values_text(snapshot))
+        values.display = snapshot.loss is not None or snapshot.val_accuracy is not None
         # A method without meta-training (pixels-nn) has no curves to draw.
-        trains = snapshot.total_steps != 0 and not snapshot.done
-        self.query_one(".monitor-curves").display = bool(snapshot.losses) or trains
-        self.query_one(".loss-curve", Sparkline).data = list(snapshot.losses)
-        self.query_one(".acc-curve", Sparkline).data = list(snapshot.accuracies)
-        self.query_one(".loss-value", Label).update("-" if snapshot.loss is None else f"{snapshot.loss:.3f}")
-        self.query_one(".acc-value", Label).update(self._accuracy_text(snapshot))
+        plots = self.query_one(CurvePlots)
+        plots.display = bool(snapshot.losses)
+        if snapshot.losses:
+            from metabench.leaderboard.figures import live_curves  # loaded by the history's first read
+
+            curves = (snapshot.losses, snapshot.accuracies, snapshot.val_accuracies)
+            plots.show(live_curves(snapshot.title, curves))
         metrics = self.query_one(".monitor-metrics", Label)
         metrics.update(
             "  ".join(f"[dim]{escape(name)}[/dim] {value:.4g}" for name, value in snapshot.metrics)
@@ -250,14 +252,23 @@ class RunMonitor(Vertical):
             accuracy = snapshot.test_accuracy
             running = "" if accuracy is None else f", running accuracy {fmt.fraction(accuracy, 1)}%"
             return f"testing: {snapshot.test_done}/{snapshot.test_total or '?'} episodes{running}"
-        return f"{steps}  {fmt.rate(snapshot.steps_per_s)} steps/s  ETA {fmt.duration(snapshot.eta_s)}"
+        return f"{steps}  {fmt.rate(snapshot.steps_per_s)}/s  ETA {fmt.duration(snapshot.eta_s)}"
 
     @staticmethod
-    def _accuracy_text(snapshot: RunSnapshot) -> str:
-        text = "-" if snapshot.accuracy is None else fmt.fraction(snapshot.accuracy, 1) + "%"
+    def _values_text(snapshot: RunSnapshot) -> str:
+        """The latest numbers, saying what they are: the progress events' running means, unlike the
+        stored curve's per-interval means, so the two may end at different numbers."""
+        parts = []
+        if snapshot.loss is not None:
+            parts.append(f"loss [b]{snapshot.loss:.3f}[/b]")
+        if snapshot.accuracy is not None:
+            parts.append(f"train acc [b]{fmt.fraction(snapshot.accuracy, 1)}%[/b]")
+        if parts:
+            parts.append(f"[dim](means of the last {RUNNING_WINDOW} steps)[/dim]")
         if snapshot.val_accuracy is not None:
-            text += f"  val {fmt.fraction(snapshot.val_accuracy, 1)}%"
-        return text
+            where = f" at step {snapshot.val_accuracies[-1][0]}" if snapshot.val_accuracies else ""
+            parts.append(f"val acc [b]{fmt.fraction(snapshot.val_accuracy, 1)}%[/b]{where}")
+        return "  ".join(parts)
 
     def focus_first_button(self) -> bool:
         """Focus this monitor's first visible button; False when none is shown."""
