@@ -43,7 +43,16 @@ async def test_help_lists_every_screen_and_its_keys(db_path):
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
         text = str(app.screen.query_one("#help-text", Static).render())
-        for expected in ("Everywhere", "Catalog", "Runs", "Leaderboard", "New run", "Cancel", "Compare", "Export"):
+        for expected in (
+            "Everywhere",
+            "Catalog",
+            "Runs",
+            "Leaderboard",
+            "New run",
+            "Cancel",
+            "Compare",
+            "Export",
+        ):
             assert expected in text, expected
         await pilot.press("escape")
         await pilot.press("question_mark")
