@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from test_tui_support import settle, wait_until
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Footer, Static
+from textual.widgets._footer import FooterKey
 
 from metabench.tui.app import DARK_THEME, LIGHT_THEME, create_app
 from metabench.tui.screens.catalog import CatalogScreen
@@ -120,6 +121,13 @@ async def test_every_screen_fits_small_and_large_terminals(db_path, size):
             await pilot.press(key)
             await settle(pilot)
             assert isinstance(app.screen, screen_type)
+            # Defect 6: at 80 columns the command palette's label covered the footer's last keys.
+            keys = app.screen.query(FooterKey)
+            footer_keys = {item.key: item for item in keys if not item.has_class("-command-palette")}
+            assert {"x", "c", "q"} <= set(footer_keys) if key == "2" else {"g", "e", "q"} <= set(footer_keys)
+            palette = app.screen.query_one(Footer).query(FooterKey).filter(".-command-palette")
+            left_of = palette.first().region.x if palette else size[0]
+            assert all(item.region.right <= left_of for item in footer_keys.values())
         detail = app.screen.query_one("#board-detail")
         assert detail.display is (size[0] >= 170)  # the record panel only where the boards keep room
 

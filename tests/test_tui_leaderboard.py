@@ -4,13 +4,11 @@ panel, charts, export."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 
 import pytest
-from test_tui_plots import ingest_committed_runs
-from test_tui_support import column_text, row_keys, settle, wait_until
+from test_tui_support import column_text, ingest_committed_runs, private_copy, row_keys, settle, wait_until
 from textual.color import Color
 from textual.widgets import Input, Label, Static
 
@@ -54,11 +52,8 @@ def finished_runs(tmp_path_factory):
 
 @pytest.fixture
 def db_path(finished_runs, tmp_path):
-    """A private copy of the finished runs (SQLite's backup API copies a WAL database consistently)."""
-    copy = tmp_path / "board.db"
-    with sqlite3.connect(finished_runs) as source, sqlite3.connect(copy) as target:
-        source.backup(target)
-    return copy
+    """A private copy of the finished runs."""
+    return private_copy(finished_runs, tmp_path / "board.db")
 
 
 def header_offset(table: LeaderboardTable, key: str) -> tuple[int, int]:
@@ -191,10 +186,7 @@ def committed_runs(tmp_path_factory):
 @pytest.fixture
 def runs_db(committed_runs, tmp_path):
     """A private copy of the committed runs' database."""
-    copy = tmp_path / "runs.db"
-    with sqlite3.connect(committed_runs) as source, sqlite3.connect(copy) as target:
-        source.backup(target)
-    return copy
+    return private_copy(committed_runs, tmp_path / "runs.db")
 
 
 async def open_boards(pilot) -> list[LeaderboardTable]:

@@ -7,13 +7,13 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from test_tui_support import settle
+from test_tui_support import ingest_committed_runs, settle
 from textual.app import App, ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Label, Static
 
 from metabench.db import open_database
-from metabench.leaderboard import RunRecord, build_leaderboards, get_run, ingest_directory
+from metabench.leaderboard import RunRecord, build_leaderboards, get_run
 from metabench.leaderboard.figures import BoardChart, board_chart, learning_curves
 from metabench.tui.app import LIGHT_THEME, create_app
 from metabench.tui.screens.compare import CompareScreen
@@ -22,19 +22,7 @@ from metabench.tui.widgets.board_chart import BoardChartPlot, BoardChartView
 from metabench.tui.widgets.curve_plot import CurvePlot, CurvePlots, nice_ticks, shared_part, tick_label
 from metabench.tui.widgets.run_detail import RunDetail
 
-RUNS = Path(__file__).resolve().parent.parent / "results" / "runs"
 VINYALS_5W1S = "Omniglot vinyals, 5-way 1-shot"
-
-
-def ingest_committed_runs(path: Path) -> Path:
-    """A database at `path` holding every run record committed under results/runs."""
-    db = open_database(path)
-    try:
-        result = ingest_directory(db, RUNS)
-    finally:
-        db.close()
-    assert len(result.loaded) >= 40 and not result.warnings
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,17 @@ test_tui_*.py files import them from here.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 from textual.worker import WorkerCancelled
+
+COMMITTED_RUNS = Path(__file__).resolve().parent.parent / "results" / "runs"
 
 
 async def settle(pilot: Pilot, quiet_rounds: int = 2) -> None:
@@ -63,6 +67,28 @@ def column_text(table: DataTable, column: str) -> list[str]:
 def row_keys(table: DataTable) -> list[str]:
     """The row keys in display order."""
     return [table.coordinate_to_cell_key((index, 0)).row_key.value for index in range(table.row_count)]
+
+
+def ingest_committed_runs(path: Path) -> Path:
+    """A database at `path` holding every run record committed under results/runs (real runs, whose ids,
+    times and devices are fixed, so the screens that show them can be snapshotted)."""
+    from metabench.db import open_database
+    from metabench.leaderboard import ingest_directory
+
+    db = open_database(path)
+    try:
+        result = ingest_directory(db, COMMITTED_RUNS)
+    finally:
+        db.close()
+    assert len(result.loaded) >= 40 and not result.warnings
+    return path
+
+
+def private_copy(source: Path, copy: Path) -> Path:
+    """A copy of a database that a test may change (SQLite's backup API copies a WAL database whole)."""
+    with sqlite3.connect(source) as reader, sqlite3.connect(copy) as writer:
+        reader.backup(writer)
+    return copy
 
 
 # --- the pure logic behind the screens -----------------------------------------------------------
