@@ -30,8 +30,8 @@ from metabench.tui.run_process import RunRequest  # noqa: E402
 from metabench.tui.screens.paper import PaperScreen  # noqa: E402
 from metabench.tui.widgets.run_monitor import RunMonitor  # noqa: E402
 
-SIZE = (140, 42)
-LIVE_STEPS = 12  # how far the live protonet run trains before its screenshot
+SIZE = (140, 44)
+LIVE_STEPS = 60  # how far the live protonet run trains before its screenshot (its plots need points)
 
 
 def record_runs(db_path: Path, results: Path) -> None:
@@ -70,6 +70,17 @@ async def take(db_path: Path, out: Path, live: bool) -> None:
         await app.run_action("show('leaderboard')")  # (keys 1-3 would go into the search box)
         await settle(app, pilot)
         app.save_screenshot("leaderboard.svg", str(out))
+        # The Vinyals 5-way 1-shot board (the third, when the committed records are loaded): its chart
+        # against the published numbers, then its runs' learning curves overlaid.
+        boards = app.screen.tables()  # type: ignore[attr-defined]
+        boards[min(2, len(boards) - 1)].focus()
+        await pilot.press("g")
+        await settle(app, pilot)
+        app.save_screenshot("board-chart.svg", str(out))
+        await pilot.press("g", "c")
+        await settle(app, pilot)
+        app.save_screenshot("compare.svg", str(out))
+        await pilot.press("escape")
 
         if live:
             await app.launch_run(RunRequest("protonet", preset="quick", device="cpu"))
@@ -85,7 +96,7 @@ async def take(db_path: Path, out: Path, live: bool) -> None:
             await app.run_action("show('runs')")
             await settle(app, pilot)
             app.save_screenshot("runs.svg", str(out))
-    for name in ("catalog", "papers", "paper", "runs", "leaderboard"):
+    for name in ("catalog", "papers", "paper", "leaderboard", "board-chart", "compare", "runs"):
         print(f"wrote {out / (name + '.svg')}")
 
 
