@@ -10,10 +10,11 @@ from metabench.db import open_database
 from metabench.leaderboard import get_run, list_runs
 from metabench.methods.registry import get_card
 from metabench.tui.app import create_app
-from metabench.tui.run_process import RunRequest
+from metabench.tui.run_process import RunRequest, run_command
 from metabench.tui.screens.leaderboard import LeaderboardScreen
 from metabench.tui.screens.run_form import RunFormScreen
 from metabench.tui.screens.runs import RunsScreen
+from metabench.tui.widgets.curve_plot import CurvePlots
 from metabench.tui.widgets.leaderboard_table import LeaderboardTable
 from metabench.tui.widgets.run_monitor import RunMonitor
 
@@ -111,6 +112,18 @@ async def test_cancelling_a_run_records_it_as_interrupted_and_it_resumes(db_path
         await settle(pilot)
         assert dict(monitor.snapshot.metrics) == {"lr": 3e-3}
         assert "lr 0.003" in str(monitor.query_one(".monitor-metrics", Label).render())
+        # Defect 10: the history's row shows the step the panel shows, not the last checkpoint's.
+        history = app.screen.query_one("#history", DataTable)
+        await wait_until(
+            pilot, lambda: column_text(history, "budget")[:1] not in ([], [f"quick 0/{total}"]), 10
+        )
+        # Live plots with axes, of the numbers the events carry, saying they are running means.
+        plots = monitor.query_one(CurvePlots)
+        snapshot = monitor.snapshot
+        loss = plots.panels[0]
+        assert loss.quantity.title == "Training loss (mean of the last 20 steps)"
+        assert list(zip(loss.series[0].steps, loss.series[0].values, strict=True)) == list(snapshot.losses)
+        assert "means of the last 20 steps" in str(monitor.query_one(".monitor-values", Label).render())
         run_id = monitor.snapshot.run_id
         monitor.query_one(".cancel-run", Button).focus()
         await pilot.press("x")
@@ -233,3 +246,35 @@ async def test_defects_1_2_dismissing_the_focused_panel_never_leaves_the_focus_o
         assert {"x", "u", "d", "n", "q"} <= set(screen.active_bindings)  # the keys work again
         await pilot.press("3")
         assert isinstance(app.screen, LeaderboardScreen)
+
+
+async def test_defect_8_the_form_refuses_what_the_run_would_refuse(db_path):
+    # lake-runs tests on Lake's fixed 20-way 1-shot tasks: the form accepted 5-way 1-shot, which the
+    # run then refused; and a method's own options are checked against its card as they are typed.
+    app = create_app(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        requests = []
+        form = RunFormScreen(method="protonet")
+        app.push_screen(form, requests.append)
+        await wait_until(pilot, lambda: form.cards is not None, 120, "the method list")
+        form.query_one("#protocol", Select).value = "lake-runs"
+        await pilot.pause()
+        assert form.query_one("#launch", Button).disabled
+        assert "protocol lake-runs tests on fixed 20w1s tasks" in str(
+            form.query_one("#ways-error", Label).render()
+        )
+        for field, value in (("ways", "20"), ("queries", "1")):
+            form.query_one(f"#{field}").value = value
+        await pilot.pause()
+        assert not form.query_one("#launch", Button).disabled
+        form.query_one("#options").value = "lr=0"
+        await pilot.pause()
+        assert "lr must be positive" in str(form.query_one("#options-error", Label).render())
+        assert form.query_one("#launch", Button).disabled
+        form.query_one("#options").value = "lr=0.01"
+        await pilot.pause()
+        assert form.validate() == {}
+        await pilot.press("ctrl+s")
+        assert requests == [RunRequest("protonet", "lake-runs", 20, 1, 1, options=(("lr", "0.01"),))]
+        assert run_command(requests[0], db_path)[-6:-4] == ["--set", "lr=0.01"]

@@ -39,7 +39,7 @@ class MainScreen(Screen[None]):
             self.focus_default()
 
     def focus_default(self) -> None:
-        """Focus AUTO_FOCUS (or the first focusable widget) after a refresh, when the layout is known."""
+        """Focus the first focusable widget matching AUTO_FOCUS (any widget when the screen sets none)."""
         selector = self.AUTO_FOCUS or "*"
         for widget in self.query(selector):
             if widget.focusable:

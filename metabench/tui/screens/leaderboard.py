@@ -50,6 +50,7 @@ class LeaderboardScreen(MainScreen):
         "exports the markdown leaderboard. With a wide terminal the highlighted run's record and curves "
         "sit beside the boards."
     )
+    AUTO_FOCUS = "LeaderboardTable"
     BINDINGS = [
         Binding("s", "sort_next", "Sort"),
         Binding("r", "sort_reverse", "Reverse"),
