@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 PRESETS = ("smoke", "quick", "paper")
@@ -112,6 +112,13 @@ class RunSpec:
         data.pop("device")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def seedless_hash(self) -> str:
+        """The spec hash with the seed set aside: runs with equal seedless hashes differ only by seed.
+
+        It is the spec hash of the same spec at seed 0, so one digest function names both.
+        """
+        return replace(self, seed=0).spec_hash()
 
 
 def check_count(option: str, value: object, minimum: int) -> int:

@@ -6,11 +6,16 @@ import json
 import math
 import os
 import random
+import statistics
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from metabench.cli.app import app
 from metabench.config import EpisodeSpec, RunSpec
 from metabench.db import open_database
 from metabench.leaderboard import (
@@ -24,12 +29,19 @@ from metabench.leaderboard import (
     list_runs,
     load_published,
     load_references,
-    paired_t_test,
     render_markdown,
     save_record,
     write_record_file,
 )
-from metabench.leaderboard.stats import mean_ci95, student_t_two_sided_p
+from metabench.leaderboard.records import budget_text
+from metabench.leaderboard.stats import (
+    mean_ci95,
+    paired_t_test,
+    sample_std,
+    seed_means,
+    seed_paired_t_test,
+    student_t_two_sided_p,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
 
@@ -59,13 +71,19 @@ def make_record(
     noise_seed: int = 0,
     test_episodes_digest: str = "e0e0e0e0e0e0e0e0",
     preset_overrides: dict | None = None,
+    seed: int = 0,
+    accuracies: tuple[float, ...] | None = None,
 ) -> RunRecord:
-    """A hand-made finished run whose per-episode accuracies are multiples of 1/(ways*queries)."""
+    """A hand-made finished run whose per-episode accuracies are multiples of 1/(ways*queries), or the
+    given `accuracies` (then `mean` and `episodes` are theirs)."""
     rng = random.Random(noise_seed)
     per_task = ways * queries
-    accuracies = tuple(
-        round(min(1.0, max(0.0, mean + rng.gauss(0.0, 0.05))) * per_task) / per_task for _ in range(episodes)
-    )
+    if accuracies is None:
+        accuracies = tuple(
+            round(min(1.0, max(0.0, mean + rng.gauss(0.0, 0.05))) * per_task) / per_task
+            for _ in range(episodes)
+        )
+    episodes = len(accuracies)
     accuracy, ci95 = mean_ci95(accuracies)
     spec = RunSpec(
         method=method,
@@ -74,7 +92,7 @@ def make_record(
         preset=preset,
         meta_steps=meta_steps,
         eval_episodes=episodes,
-        seed=0,
+        seed=seed,
         device="cpu",
     )
     finished = status == "finished"
@@ -116,7 +134,12 @@ def golden_records() -> list[RunRecord]:
         make_record("000a", "protonet", 0.97, noise_seed=1),
         make_record("000a", "maml", 0.955, family="A", transductive=True, noise_seed=2),
         make_record("000a", "fomaml", 0.952, family="A", transductive=True, noise_seed=3),
-        make_record("000a", "pixels-nn", 0.70, family="baseline", meta_steps=0, noise_seed=4),
+        # MAML over three seeds: one row of their mean and spread, paired with its neighbours on seed 0,
+        # the one seed they share.
+        make_record("5ee1", "maml", 0.945, family="A", transductive=True, noise_seed=8, seed=1),
+        make_record("5ee2", "maml", 0.96, family="A", transductive=True, noise_seed=9, seed=2),
+        # A baseline of another seed: no seed in common with the row above, so seed averages are paired.
+        make_record("000a", "pixels-nn", 0.70, family="baseline", meta_steps=0, noise_seed=4, seed=5),
         # A later smoke run of protonet must not replace the larger-budget run on the default board.
         make_record(
             "5111",
@@ -299,8 +322,8 @@ def test_lake_runs_boards_show_the_published_references_and_error_rates(db) -> N
     assert names.index("Bayesian Program Learning") < names.index("people")
     assert [row.rank for row in board.rows] == [1, 2]  # references are shown, never ranked
     document = render_markdown([board])
-    assert "| accuracy % | error % | published % |" in document
-    assert "| ref | *people* | reference | 95.5 | 4.5 | published reference [" in document
+    assert "| accuracy % | error % | seeds | published % |" in document
+    assert "| ref | *people* | reference | 95.5 | 4.5 | - | published reference [" in document
     assert board.to_dict()["references"][0]["name"] == "Bayesian Program Learning"
     # Other protocols have neither references nor an error column.
     vinyals = build_leaderboards(db, protocol="vinyals")[0]
@@ -346,3 +369,175 @@ def test_a_method_without_a_published_number_says_so(db) -> None:
     document = render_markdown([board])
     assert "| none published [1] | - |" in document
     assert "1. lstm-optimizer: Ravi & Larochelle, ICLR 2017, -; no published Omniglot number" in document
+
+
+# --- seeds: runs that differ only by seed share a row ----------------------------------------------
+
+
+def test_seed_statistics_match_hand_computations() -> None:
+    assert sample_std([0.8, 0.7, 0.9]) == pytest.approx(0.1)  # deviations 0, -0.1, 0.1: sqrt(0.02 / 2)
+    values = [0.953, 0.941, 0.962, 0.95]
+    assert sample_std(values) == pytest.approx(statistics.stdev(values))
+    assert sample_std([0.9]) is None
+    assert seed_means([[1.0, 0.8, 0.6], [0.8, 0.8, 0.4]]) == pytest.approx((0.9, 0.8, 0.5))
+    with pytest.raises(ValueError, match="different lengths"):
+        seed_means([[1.0, 0.8], [0.8]])
+    # Seeds 0 and 1 are matched, seed 2 (b's alone) is left out: a averages to 0.9, 0.8, 0.5 and b to
+    # 0.6, 0.7, 0.3. Differences 0.3, 0.1, 0.2: mean 0.2, sd 0.1, t = 0.2 / (0.1 / sqrt(3)) = 2 sqrt(3),
+    # and with 2 degrees of freedom p = 1 - t / sqrt(2 + t^2) = 1 - sqrt(12 / 14).
+    a = {0: [1.0, 0.8, 0.6], 1: [0.8, 0.8, 0.4]}
+    b = {0: [0.6, 0.6, 0.4], 1: [0.6, 0.8, 0.2], 2: [0.0, 0.0, 0.0]}
+    result = seed_paired_t_test(a, b)
+    assert result.matched == (0, 1) and result.test.n == 3
+    assert result.test.mean_difference == pytest.approx(0.2)
+    assert result.test.t == pytest.approx(2 * math.sqrt(3))
+    assert result.test.p_value == pytest.approx(1 - math.sqrt(12 / 14), abs=1e-12)
+    # No seed in common: each group's average over all its seeds is paired.
+    alone = seed_paired_t_test({0: [1.0, 0.8, 0.6]}, {3: [0.6, 0.6, 0.4], 4: [0.6, 0.8, 0.2]})
+    assert alone.matched == () and alone.test == paired_t_test([1.0, 0.8, 0.6], [0.6, 0.7, 0.3])
+
+
+def test_a_row_is_the_mean_and_spread_of_its_seeds(db) -> None:
+    seeds = {0: (1.0, 0.8, 0.6, 0.8), 1: (0.8, 0.8, 0.4, 0.8), 2: (0.9, 0.9, 0.9, 0.9)}  # means .8 .7 .9
+    for seed, accuracies in seeds.items():
+        save_record(db, make_record(f"000{seed}", "protonet", 0.0, seed=seed, accuracies=accuracies))
+    [board] = build_leaderboards(db)
+    [row] = board.rows
+    assert row.seeds == (0, 1, 2) and row.seed_accuracies == pytest.approx((80.0, 70.0, 90.0))
+    assert row.accuracy == pytest.approx(80.0)
+    assert row.seed_sd == pytest.approx(10.0) and row.seeds_text == "3 (sd 10.00)"
+    # The interval is over the 4 episodes of the seed-averaged accuracies 0.9, 0.8333, 0.6333, 0.8333:
+    # mean 0.8, squared deviations summing to 0.04, so sd sqrt(0.04 / 3).
+    assert row.ci95 == pytest.approx(100 * 1.96 * math.sqrt(0.04 / 3) / 2)
+    assert row.run_id == run_id_of("protonet", "0000")  # the first seed's run stands for the row
+    assert row.run_ids == tuple(run_id_of("protonet", f"000{seed}") for seed in seeds)
+    assert row.train_time_s == 185.5 and row.device == "CPU (test machine)"
+    document = render_markdown([board])
+    assert "| 80.00 +- 11.32 | 3 (sd 10.00) | 98.8 [1] |" in document
+    assert "| quick, 1000 steps, seeds 0, 1, 2 |" in document
+    assert f"`{run_id_of('protonet', '0000')}`, `{run_id_of('protonet', '0001')}`, `" in document
+    data = json.loads(json.dumps(board.to_dict()))["rows"][0]
+    assert (data["seeds"], data["seed_sd"], data["run_id"]) == ([0, 1, 2], pytest.approx(10.0), row.run_id)
+
+
+def test_a_seed_run_again_counts_once_and_only_equal_specs_share_a_row(db) -> None:
+    first = make_record("0000", "protonet", 0.9, noise_seed=1)
+    rerun = make_record("0001", "protonet", 0.8, noise_seed=2, created_at="2026-01-03T10:00:00Z")
+    seed_one = make_record("0002", "protonet", 0.85, noise_seed=3, seed=1)
+    # Another learning rate, and a run whose test episodes are unknown: neither joins the row.
+    other_lr = make_record("0003", "protonet", 0.7, noise_seed=4, preset_overrides={"lr": "0.01"})
+    other_lr = replace(other_lr, spec=replace(other_lr.spec, overrides=(("lr", "0.01"),)))
+    other_lr = replace(other_lr, spec_hash=other_lr.spec.spec_hash(), created_at="2026-01-01T09:00:00Z")
+    unknown = make_record("0004", "protonet", 0.6, noise_seed=5, seed=2, test_episodes_digest="")
+    for record in (first, rerun, seed_one, other_lr, unknown):
+        save_record(db, record)
+    [board] = build_leaderboards(db)  # the latest of the equal budgets: the row of seeds 0 and 1
+    [row] = board.rows
+    assert row.run_ids == (rerun.run_id, seed_one.run_id)  # the re-run of seed 0 replaces the first
+    assert row.accuracy == pytest.approx(50 * (rerun.accuracy + seed_one.accuracy))
+    [everything] = build_leaderboards(db, all_runs=True)
+    assert sorted(r.run_ids for r in everything.rows) == sorted(
+        [(rerun.run_id, seed_one.run_id), (first.run_id,), (other_lr.run_id,), (unknown.run_id,)]
+    )
+    assert RunSpec.seedless_hash(seed_one.spec) == rerun.spec.seedless_hash() != other_lr.spec.seedless_hash()
+
+
+def test_the_largest_budget_represents_a_method_whatever_its_seeds(db, tmp_path: Path) -> None:
+    for seed in range(3):
+        save_record(db, make_record(f"000{seed}", "protonet", 0.6, preset="smoke", meta_steps=20, seed=seed))
+    save_record(db, make_record("0100", "protonet", 0.9, created_at="2025-12-01T10:00:00Z"))
+    [board] = build_leaderboards(db)
+    assert [row.run_ids for row in board.rows] == [(run_id_of("protonet", "0100"),)]
+    assert board.rows[0].seeds_text == "1 seed"
+    assert len(build_leaderboards(db, all_runs=True)[0].rows) == 2
+    # The command line: the seeds column, and an export of every budget with --all.
+    runner, path = CliRunner(), str(tmp_path / "lb.db")
+    table = runner.invoke(app, ["leaderboard", "--all", "--db", path], terminal_width=200).stdout
+    assert "┃ seeds " in table and "│ 1 seed " in table and "│ 3 (sd " in table
+    exported = runner.invoke(app, ["export", "--all", "--db", path]).stdout
+    assert exported == render_markdown(build_leaderboards(db, all_runs=True)) != render_markdown([board])
+
+
+def test_neighbours_are_paired_on_their_common_seeds_and_say_when_not_all(db) -> None:
+    records = [
+        *(make_record(f"a00{s}", "protonet", 0.95, noise_seed=s, seed=s) for s in (0, 1, 2)),
+        *(make_record(f"b00{s}", "maml", 0.90, family="A", noise_seed=10 + s, seed=s) for s in (0, 1, 2)),
+        make_record("c001", "fomaml", 0.85, family="A", noise_seed=20, seed=1),
+        make_record("d009", "pixels-nn", 0.70, family="baseline", noise_seed=30, seed=9),
+    ]
+    for record in records:
+        save_record(db, record)
+    [board] = build_leaderboards(db)
+    assert [row.method for row in board.rows] == ["protonet", "maml", "fomaml", "pixels-nn"]
+    notes = [row.versus_note for row in board.rows]
+    assert notes == [None, None, "matched on seed 1", "no seed in common: seed averages paired"]
+
+    def episodes(method: str) -> dict[int, tuple[float, ...]]:
+        runs = [r for r in records if r.method == method]
+        return {r.seed: r.episode_accuracies for r in runs}
+
+    # maml against protonet: every seed matched, each episode averaged over the three seeds.
+    by_hand = paired_t_test(
+        [statistics.mean(values) for values in zip(*episodes("protonet").values(), strict=True)],
+        [statistics.mean(values) for values in zip(*episodes("maml").values(), strict=True)],
+    )
+    assert board.rows[1].p_value_vs_above == pytest.approx(by_hand.p_value)
+    # fomaml (seed 1) against maml: maml's seed 1 alone.
+    alone = paired_t_test(episodes("maml")[1], episodes("fomaml")[1])
+    assert board.rows[2].p_value_vs_above == pytest.approx(alone.p_value)
+    document = render_markdown([board])
+    assert "(p < 0.001; no seed in common: seed averages paired)" in document
+
+
+def test_seeds_tested_at_different_steps_say_each_step() -> None:
+    assert budget_text("quick", 300, {}, "best-validation", (300, 300)) == (
+        "quick, 300 steps, tested at step 300 (best validation)"
+    )
+    assert budget_text("quick", 300, {}, "best-validation", (300, 250, 300)) == (
+        "quick, 300 steps, tested at steps 300, 250, 300 (best validation)"
+    )
+
+
+@pytest.mark.slow  # four real runs of a few seconds, in parallel
+def test_real_runs_of_several_seeds_share_a_row(tmp_path: Path) -> None:
+    """pixels-nn trains nothing and its test episodes are fixed by the eval seed, so its seeds score
+    alike (spread 0); protonet's two steps of training differ by seed."""
+    path = tmp_path / "seeds.db"
+    common = ["--preset", "smoke", "--eval-episodes", "16", "--device", "cpu", "--events", "none"]
+    commands = [["pixels-nn", "--seed", str(seed)] for seed in (0, 2)]
+    commands += [["protonet", "--meta-steps", "2", "--seed", str(seed)] for seed in (0, 1)]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}  # the processes share the cores: no thread contention
+    # The first run alone builds the session's Omniglot cache, which the others then read in parallel.
+    for batch in (commands[:1], commands[1:]):
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "metabench", "run", *args, *common, "--db", str(path)],
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for args in batch
+        ]
+        for process in processes:
+            _, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stderr
+    db = open_database(path)
+    [board] = build_leaderboards(db)
+    rows = {row.method: row for row in board.rows}
+    records = {run.run_id: get_run(db, run.run_id) for run in list_runs(db)}
+    pixels, protonet = rows["pixels-nn"], rows["protonet"]
+    assert pixels.seeds == (0, 2) and protonet.seeds == (0, 1)
+    [pixel_episodes] = {records[run_id].episode_accuracies for run_id in pixels.run_ids}  # all alike
+    assert pixels.seed_sd == 0.0 and pixels.seeds_text == "2 (sd 0.00)"
+    assert pixels.ci95 == pytest.approx(100 * records[pixels.run_id].ci95)
+    proto = [records[run_id] for run_id in protonet.run_ids]
+    assert protonet.seed_sd == pytest.approx(statistics.stdev(100 * r.accuracy for r in proto))
+    averaged = [
+        statistics.mean(values) for values in zip(*(r.episode_accuracies for r in proto), strict=True)
+    ]
+    assert protonet.ci95 == pytest.approx(100 * 1.96 * statistics.stdev(averaged) / 4)
+    # The rows are paired on seed 0, the one both have: protonet's seed 1 and pixels-nn's seed 2 are out.
+    assert board.rows[1].versus_note == "matched on seed 0"
+    expected = paired_t_test(records[protonet.run_id].episode_accuracies, pixel_episodes)
+    assert board.rows[1].p_value_vs_above == pytest.approx(expected.p_value)
+    db.conn.close()

@@ -15,26 +15,29 @@ from textual.widgets import Input, Label, Static
 from metabench.db import open_database
 from metabench.leaderboard import build_leaderboards, render_markdown
 from metabench.tui.app import DARK_THEME, LIGHT_THEME, create_app
+from metabench.tui.screens.compare import CompareScreen
 from metabench.tui.screens.dialogs import ConfirmScreen, PathScreen
-from metabench.tui.screens.leaderboard import LeaderboardScreen
+from metabench.tui.screens.leaderboard import BoardRowRecordScreen, LeaderboardScreen
 from metabench.tui.screens.run_record import RunRecordScreen
 from metabench.tui.widgets.board_chart import BoardChartPlot
 from metabench.tui.widgets.leaderboard_table import LeaderboardTable
 
-pytestmark = pytest.mark.slow  # the fixture trains and tests two real runs (about half a minute)
+pytestmark = pytest.mark.slow  # the fixture trains and tests three real runs (about half a minute)
 
 EVAL_EPISODES = "16"  # both runs on the same 16 test episodes, so they share one board
 
 
 @pytest.fixture(scope="module")
 def finished_runs(tmp_path_factory):
-    """A database with two real finished runs of one setting: protonet (1 meta-step) and pixels-nn."""
+    """A database with real finished runs of one setting: protonet (1 meta-step, seed 0) and pixels-nn
+    (seeds 0 and 1, which score alike: it trains nothing)."""
     path = tmp_path_factory.mktemp("leaderboard") / "source.db"
     results = path.parent / "results"
     common = ["--preset", "smoke", "--eval-episodes", EVAL_EPISODES, "--device", "cpu", "--events", "none"]
     commands = [
         ["protonet", "--meta-steps", "1", *common],
         ["pixels-nn", *common],
+        ["pixels-nn", "--seed", "1", *common],
     ]
     processes = [
         subprocess.Popen(
@@ -136,6 +139,40 @@ async def test_the_highlighted_run_shows_its_record_and_enter_opens_it(db_path):
         rows = app.screen.query(".metric-curve")
         assert [str(row.query_one(Label).render()) for row in rows] == ["lr"]
         assert "0.001" in str(rows.first().query_one(".curve-value", Label).render())
+
+
+async def test_a_row_of_several_seeds_shows_them_and_opens_its_first_seeds_record(db_path):
+    """pixels-nn's two seeds share a row: "2 (sd 0.00)" beside protonet's "1 seed"; the side panel and
+    the record it opens list both seeds' runs; the compare screen overlays every run of the board."""
+    [board] = build_leaderboards(open_database(db_path))
+    pixels = next(row for row in board.rows if row.method == "pixels-nn")
+    assert pixels.seeds == (0, 1) and len(board.rows) == 2
+    app = create_app(db_path)
+    async with app.run_test(size=(200, 50)) as pilot:
+        table = await open_board(pilot)
+        methods = column_text(table, "method")
+        assert column_text(table, "seeds")[methods.index("pixels-nn")] == "2 (sd 0.00)"
+        assert column_text(table, "seeds")[methods.index("protonet")] == "1 seed"
+        assert row_keys(table)[methods.index("pixels-nn")] == pixels.run_id  # the first seed's run
+        # The rows share seed 0 alone, and the lower one says so in the side panel.
+        lower = board.rows[1]
+        assert lower.versus_note == "matched on seed 0"
+        table.focus()
+        table.move_cursor(row=methods.index("pixels-nn"))
+        await settle(pilot)
+        detail = side_panel(app)
+        assert "2 seeds" in detail and "sd 0.00 over the seeds" in detail and pixels.run_ids[1] in detail
+        assert ("matched on seed 0" in detail) == (lower is pixels)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, BoardRowRecordScreen) and app.screen.run_id == pixels.run_id
+        record = str(app.screen.query_one("#record-detail .record", Static).render())
+        assert pixels.run_ids[1] in record and "seed 0's record below" in record
+        await pilot.press("escape")
+        await pilot.press("c")
+        await settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        assert sorted(app.screen.run_ids) == sorted(run for row in board.rows for run in row.run_ids)
 
 
 async def test_lake_runs_board_shows_people_and_error_rates_beside_a_real_run(tmp_path):

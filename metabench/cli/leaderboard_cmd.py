@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from metabench.leaderboard import Leaderboard
 
 
+AllRunsOption = typer.Option(
+    False, "--all", help="Every finished run, not one row per method (seeds still share a row)."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Attach `leaderboard` and `export` to the root app."""
     app.command("leaderboard")(leaderboard_command)
@@ -37,7 +42,7 @@ def leaderboard_command(
     protocol: str | None = typer.Option(None, "--protocol", help="Only this protocol."),
     ways: int | None = typer.Option(None, "--ways", help="Only N-way boards."),
     shots: int | None = typer.Option(None, "--shots", help="Only K-shot boards."),
-    all_runs: bool = typer.Option(False, "--all", help="Every finished run, not one per method."),
+    all_runs: bool = AllRunsOption,
     json_output: bool = JsonOption,
     db: str | None = DbOption,
 ) -> None:
@@ -62,8 +67,9 @@ def leaderboard_command(
         console.print(_board_table(board))
     if boards:
         console.print(
-            f"{TRANSDUCTIVE_MARK} transductive evaluation; "
-            "vs above: paired t-test over the same test episodes"
+            f"{TRANSDUCTIVE_MARK} transductive evaluation; seeds: runs that differ only by seed share a row "
+            "(mean accuracy, ± 95% CI over the test episodes, sd over the seeds); vs above: paired t-test "
+            "over the same test episodes, averaged over the seeds both rows have"
         )
     if any(board.references for board in boards):
         console.print("ref: a published reference, not a run (sources: `metabench export`)")
@@ -77,7 +83,8 @@ def _board_table(board: Leaderboard) -> Table:
     error_rate = board.setting.reports_error_rate
     table = Table("#", title=board.setting.title, title_justify="left")
     table.add_column("method", no_wrap=True)  # names are what the reader scans for: never cut them
-    for column in ("accuracy %", *(["error %"] if error_rate else []), "published %", "diff", "vs above"):
+    columns = ("accuracy %", *(["error %"] if error_rate else []), "seeds", "published %", "diff", "vs above")
+    for column in columns:
         table.add_column(column)
     table.add_column("budget")
     table.add_column("device", overflow="fold")
@@ -90,18 +97,20 @@ def _board_table(board: Leaderboard) -> Table:
                 f"{entry.accuracy:.1f}",
                 *([f"{entry.error:.1f}"] if error_rate else []),
             ]
-            cells += ["reference", "", "", "", "", ""]
+            cells += ["", "reference", "", "", "", "", ""]
             table.add_row(*(Text(cell) for cell in cells), style="italic dim")
             continue
         row = entry
         versus = "-" if row.p_value_vs_above is None else (
             f"{'significant' if row.significant_vs_above else 'n.s.'} p={row.p_value_vs_above:.3f}"
+            + (f" ({row.versus_note})" if row.versus_note else "")
         )  # fmt: skip
         table.add_row(
             str(row.rank),
             row.method + (f" {TRANSDUCTIVE_MARK}" if row.transductive else ""),
             percent_ci_text(row.accuracy, row.ci95),
             *([f"{100.0 - row.accuracy:.2f}"] if error_rate else []),
+            row.seeds_text,
             "none published"
             if row.published is None and row.published_paper
             else percent_ci_text(row.published, row.published_ci),
@@ -118,6 +127,7 @@ def _board_table(board: Leaderboard) -> Table:
 def export_command(
     fmt: str = typer.Option("markdown", "--format", help="Output format: markdown."),
     out: Path | None = typer.Option(None, "--out", help="Write to FILE (atomically) instead of stdout."),
+    all_runs: bool = AllRunsOption,
     db: str | None = DbOption,
 ) -> None:
     """Export every leaderboard as one markdown document."""
@@ -127,7 +137,7 @@ def export_command(
     if fmt != "markdown":
         raise MetabenchError(f"unknown --format {fmt!r}; the only format is markdown")
     with opened_database(db) as database:
-        document = render_markdown(core_call(lambda: build_leaderboards(database)))
+        document = render_markdown(core_call(lambda: build_leaderboards(database, all_runs=all_runs)))
     if out is None:
         typer.echo(document, nl=False)
         return

@@ -113,7 +113,11 @@ def live_curves(
 @dataclass(frozen=True)
 class Bar:
     """One entry of a board chart, in percent: a run with its interval and the paper's number, or a
-    published reference (people, BPL) that has neither interval nor run."""
+    published reference (people, BPL) that has neither interval nor run.
+
+    A row of several seeds is one entry: its mean over the seeds with the 95% interval over the test
+    episodes, as the board shows it; `seed_sd` is the seeds' spread, for a chart that draws it too.
+    """
 
     label: str
     accuracy: float
@@ -122,6 +126,8 @@ class Bar:
     published_ci: float | None
     transductive: bool
     reference: bool
+    seeds: int = 1
+    seed_sd: float | None = None
 
     @property
     def low(self) -> float:
@@ -145,8 +151,18 @@ def _bar(entry: LeaderboardRow | PublishedReference) -> Bar:
     if isinstance(entry, PublishedReference):
         return Bar(entry.name, entry.accuracy, None, None, None, False, True)
     label = entry.method + (f" {TRANSDUCTIVE_MARK}" if entry.transductive else "")
+    # A mean over seeds says so where it is read, beside its name.
+    label += f" ({len(entry.seeds)} seeds)" if len(entry.seeds) > 1 else ""
     return Bar(
-        label, entry.accuracy, entry.ci95, entry.published, entry.published_ci, entry.transductive, False
+        label,
+        entry.accuracy,
+        entry.ci95,
+        entry.published,
+        entry.published_ci,
+        entry.transductive,
+        False,
+        len(entry.seeds),
+        entry.seed_sd,
     )
 
 

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from metabench.config import TRANSDUCTIVE_MARK
 from metabench.leaderboard.published import PublishedReference
-from metabench.leaderboard.ranking import Leaderboard, LeaderboardRow
+from metabench.leaderboard.ranking import Leaderboard, LeaderboardRow, seed_list
 
 INTRO = """\
 Omniglot few-shot classification, produced by `metabench export`. Accuracy is the mean query
 accuracy over the fixed test episodes of the setting, +- the 95% confidence interval
 (1.96 x std / sqrt(episodes)). Each board ranks only runs tested on the same episodes (same protocol,
 ways, shots, queries, number of test episodes and evaluation seed); runs of other protocols or
-episode sets are on boards of their own. "vs above" is a paired t-test over those episodes against
-the run ranked just above (significant when p < 0.05). A dagger (†) marks transductive evaluation
-(BatchNorm with test-batch statistics), which inflates accuracy. Published numbers are the papers'
-own, under protocols that differ from paper to paper: read the notes under each board. Rows ranked
-"ref" are published references that are not runs (people and models on Lake's 20 runs); boards of
-protocols whose papers print error rates show the error (100 - accuracy) beside the accuracy.
+episode sets are on boards of their own. Runs that differ only by their seed share one row: its
+accuracy is the mean over the seeds, +- the 95% interval over the test episodes of each episode's
+accuracy averaged over the seeds. "seeds" gives how many, with the standard deviation of their
+accuracies (the spread from training, which that interval leaves out), or says "1 seed". "vs above"
+is a paired t-test over the test episodes against the row ranked just above (significant when
+p < 0.05), of each episode's accuracy averaged over the seeds both rows have; rows that have only some
+seeds in common, or none, say so there. A dagger (†) marks transductive evaluation (BatchNorm with
+test-batch statistics), which inflates accuracy. Published numbers are the papers' own, under
+protocols that differ from paper to paper: read the notes under each board. Rows ranked "ref" are
+published references that are not runs (people and models on Lake's 20 runs); boards of protocols
+whose papers print error rates show the error (100 - accuracy) beside the accuracy.
 """
 
 
@@ -36,9 +41,9 @@ def _section(board: Leaderboard) -> str:
     lines = [
         f"## {board.setting.title}",
         "",
-        f"| # | method | family | accuracy % |{error_header} published % | diff | vs above | budget | device "
-        "| train time | run |",
-        f"|--:|---|---|---|{error_align}---|--:|---|---|---|--:|---|",
+        f"| # | method | family | accuracy % |{error_header} seeds | published % | diff | vs above | budget "
+        "| device | train time | run |",
+        f"|--:|---|---|---|{error_align}---|---|--:|---|---|---|--:|---|",
     ]
     notes: list[str] = []
     for entry in board.entries():
@@ -47,7 +52,7 @@ def _section(board: Leaderboard) -> str:
             notes[-1] += f"; {entry.note}" if entry.note else ""
             cells = ["ref", f"*{entry.name}*", "reference", _paper_number(entry.accuracy)]
             cells += [_paper_number(entry.error)] if error_rate else []
-            cells += [f"published reference [{len(notes)}]", *["-"] * 6]
+            cells += ["-", f"published reference [{len(notes)}]", *["-"] * 6]
             lines.append(_table_row(cells))
             continue
         row = entry
@@ -68,13 +73,14 @@ def _section(board: Leaderboard) -> str:
         cells.append(_accuracy(row.accuracy, row.ci95))
         cells += [f"{100.0 - row.accuracy:.2f}"] if error_rate else []
         cells += [
+            row.seeds_text,
             published,
             "-" if row.difference is None else f"{row.difference:+.2f}",
             _versus(row),
-            f"{row.budget}, seed {row.seed}",
+            f"{row.budget}, {seed_list(row.seeds)}",
             row.device,
             format_duration(row.train_time_s),
-            f"`{row.run_id}`",
+            ", ".join(f"`{run_id}`" for run_id in row.run_ids),
         ]
         lines.append(_table_row(cells))
     if notes:
@@ -117,7 +123,8 @@ def _versus(row: LeaderboardRow) -> str:
         return "-"
     verdict = "significant" if row.significant_vs_above else "not significant"
     p = row.p_value_vs_above
-    return f"{verdict} (p < 0.001)" if p < 0.001 else f"{verdict} (p = {p:.3f})"
+    note = f"; {row.versus_note}" if row.versus_note else ""
+    return f"{verdict} (p < 0.001{note})" if p < 0.001 else f"{verdict} (p = {p:.3f}{note})"
 
 
 def format_duration(seconds: float) -> str:

@@ -330,20 +330,24 @@ def budget_text(
     meta_steps: int,
     preset_overrides: Mapping[str, Any] | None,
     model_selection: str = "last",
-    tested_step: int | None = None,
+    tested_step: int | None | tuple[int | None, ...] = None,
 ) -> str:
     """'quick, 1000 steps', or 'quick, 6000 steps (overridden)' when the budget is not the preset's.
 
-    A test of the best-validation state says so and at which step; test episodes set on the command
-    line and --set keys follow, as they change the result too. A record older than format 2
-    (overrides None) cannot tell, and reads as the plain budget.
+    A test of the best-validation state says so and at which step (runs of several seeds: a tuple of
+    their steps, in seed order); test episodes set on the command line and --set keys follow, as they
+    change the result too. A record older than format 2 (overrides None) cannot tell, and reads as the
+    plain budget.
     """
     overrides = dict(preset_overrides or {})
     text = f"{preset}, {meta_steps} steps" + (" (overridden)" if "meta_steps" in overrides else "")
+    steps = tested_step if isinstance(tested_step, tuple) else (tested_step,)
+    # Seeds that picked the same step read as one run does; otherwise every seed's step, in seed order.
+    at = f"step {steps[0]}" if len(set(steps)) == 1 else "steps " + ", ".join(str(step) for step in steps)
     if model_selection == "best-validation":
-        text += f", tested at step {tested_step} (best validation)"
+        text += f", tested at {at} (best validation)"
     elif model_selection == ENSEMBLE_SELECTION:
-        text += f", ensemble of the {ENSEMBLE_SIZE} best validated states (best at step {tested_step})"
+        text += f", ensemble of the {ENSEMBLE_SIZE} best validated states (best at {at})"
     if "eval_episodes" in overrides:
         text += f", {overrides['eval_episodes']} test episodes (overridden)"
     settings = " ".join(

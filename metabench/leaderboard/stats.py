@@ -1,9 +1,10 @@
-"""Accuracy statistics in pure Python: mean with a 95% interval, and a paired t-test over episodes."""
+"""Accuracy statistics in pure Python: mean with a 95% interval, the spread over seeds, and paired t-tests
+over episodes."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 SIGNIFICANCE_LEVEL = 0.05
@@ -15,10 +16,26 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float | None]:
         raise ValueError("no values to average")
     n = len(values)
     mean = math.fsum(values) / n
+    std = sample_std(values)
+    return mean, None if std is None else 1.96 * std / math.sqrt(n)
+
+
+def sample_std(values: Sequence[float]) -> float | None:
+    """The sample standard deviation (n - 1 in the denominator); None below two values."""
+    n = len(values)
     if n < 2:
-        return mean, None
-    variance = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, 1.96 * math.sqrt(variance) / math.sqrt(n)
+        return None
+    mean = math.fsum(values) / n
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def seed_means(runs: Sequence[Sequence[float]]) -> tuple[float, ...]:
+    """Each episode's accuracy averaged over the runs (seeds) tested on the same episodes, in order."""
+    if not runs:
+        raise ValueError("no runs to average")
+    if len({len(run) for run in runs}) != 1:
+        raise ValueError(f"runs of different lengths cannot be averaged by episode: {[len(r) for r in runs]}")
+    return tuple(math.fsum(values) / len(runs) for values in zip(*runs, strict=True))
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,32 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> PairedTest:
         )
     t = mean / math.sqrt(variance / n)
     return PairedTest(n, mean, t, student_t_two_sided_p(t, n - 1))
+
+
+@dataclass(frozen=True)
+class SeedPairedTest:
+    """A paired t-test of two groups of seeds over the same episodes, and the seeds it matched."""
+
+    test: PairedTest
+    matched: tuple[int, ...]  # the seeds both groups have; () when none, and all seeds were averaged
+
+
+def seed_paired_t_test(a: Mapping[int, Sequence[float]], b: Mapping[int, Sequence[float]]) -> SeedPairedTest:
+    """The paired t-test of two groups of runs, {seed: per-episode accuracies}, tested on the same episodes.
+
+    Each episode's accuracy is averaged over the seeds both groups have, then the two are paired by
+    episode: n is the number of episodes. Pairing every (seed, episode) instead would count each episode
+    once per seed as if they were independent draws, though every seed is tested on the same episodes
+    and shares their difficulty, and each seed's model touches all of its episodes: the n would be
+    inflated and the p-value too small. Averaging first keeps one independent difference per episode.
+    The test is then over the test episodes for these trained seeds; the variation from training (the
+    seeds' spread) is not in it, which is why the boards show the spread beside it. Groups that share
+    no seed are compared on each one's average over all its seeds, episode by episode.
+    """
+    matched = tuple(sorted(a.keys() & b.keys()))
+    a_seeds, b_seeds = (matched, matched) if matched else (sorted(a), sorted(b))
+    test = paired_t_test(seed_means([a[s] for s in a_seeds]), seed_means([b[s] for s in b_seeds]))
+    return SeedPairedTest(test, matched)
 
 
 def student_t_two_sided_p(t: float, df: int) -> float:

@@ -107,6 +107,7 @@ class FinishedRun:
     eval_seed: int
     data_digest: str
     test_episodes_digest: str  # "" when unknown (records before format 2)
+    seedless_hash: str  # RunSpec.seedless_hash: equal for runs that differ only by seed; "" when unreadable
 
 
 def ensure_schema(db: sqlite_utils.Database) -> None:
@@ -184,7 +185,7 @@ def finished_summaries(
 ) -> list[FinishedRun]:
     """Finished runs with an accuracy, oldest first."""
     ensure_schema(db)
-    sql = f"SELECT {_SUMMARY_COLUMNS}, eval_seed, data_digest, test_episodes_digest FROM runs"
+    sql = f"SELECT {_SUMMARY_COLUMNS}, eval_seed, data_digest, test_episodes_digest, spec_json FROM runs"
     sql += " WHERE status = 'finished' AND accuracy IS NOT NULL"
     # Rows ingested before records were checked may hold anything ("eval_episodes": "lots"); the
     # boards skip what could not be ranked instead of failing on it.
@@ -197,7 +198,16 @@ def finished_summaries(
             params.append(value)
     rows = db.execute(sql + " ORDER BY created_at, run_id", params).fetchall()
     count = len(_SUMMARY_COLUMNS.split(","))
-    return [FinishedRun(_summary(row[:count]), *row[count:]) for row in rows]
+    return [FinishedRun(_summary(row[:count]), *row[count:-1], _seedless_hash(row[-1])) for row in rows]
+
+
+def _seedless_hash(spec_json: str) -> str:
+    # A row stored before records were checked may hold a spec that does not parse: its run is then
+    # grouped with no other.
+    try:
+        return RunSpec.from_dict(json.loads(spec_json)).seedless_hash()
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return ""
 
 
 def run_owner(db: sqlite_utils.Database, run_id: str) -> int | None:

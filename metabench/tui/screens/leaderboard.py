@@ -14,7 +14,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Label
 
 if TYPE_CHECKING:
-    from metabench.leaderboard import Leaderboard, Setting
+    from metabench.leaderboard import Leaderboard, LeaderboardRow, Setting
     from metabench.leaderboard.records import RunRecord
 
 from metabench.tui import store
@@ -42,12 +42,14 @@ class LeaderboardScreen(MainScreen):
     HELP = (
         "One table per setting (protocol, ways, shots, queries, test episodes): runs are only ranked "
         "against runs tested on the same episodes. Accuracy is the mean over the test episodes ± the 95% "
-        f"interval; Δ is the difference to the paper's number; {TRANSDUCTIVE_MARK} marks transductive "
-        "evaluation (test-batch BatchNorm statistics), which inflates accuracy. Click a column header (or "
-        "press s for the next column on screen, r to reverse) to sort; j/k move like the arrows; enter "
-        "opens a run's record. g shows the focused board's chart under it (each run's accuracy with its "
-        "95% interval beside the published number); c overlays the learning curves of its runs; e "
-        "exports the markdown leaderboard. With a wide terminal the highlighted run's record and curves "
+        "interval. Runs that differ only by seed share a row: their mean, ± the interval of the "
+        "seed-averaged episodes; Seeds says how many and their standard deviation. Δ is the difference "
+        f"to the paper's number; {TRANSDUCTIVE_MARK} marks transductive evaluation (test-batch BatchNorm "
+        "statistics), which inflates accuracy. Click a column header (or press s for the next column on "
+        "screen, r to reverse) to sort; j/k move like the arrows; enter opens a row's record (its first "
+        "seed's, the other seeds listed). g shows the focused board's chart under it (each row's accuracy "
+        "with its 95% interval beside the published number); c overlays the learning curves of its runs; "
+        "e exports the markdown leaderboard. With a wide terminal the highlighted row's record and curves "
         "sit beside the boards."
     )
     AUTO_FOCUS = "LeaderboardTable"
@@ -114,7 +116,7 @@ class LeaderboardScreen(MainScreen):
         focused = (current.board.setting, current.cursor_key()) if current is not None else None
         self.boards = boards
         await container.remove_children(".board")
-        runs = sum(len(board.rows) for board in boards)
+        runs = sum(len(row.run_ids) for board in boards for row in board.rows)
         scope = "all finished runs" if self.all_runs else "best budget per method"
         title = (
             f"{_count(len(boards), 'setting')}, {_count(runs, 'run')} ({scope}; a: toggle)"
@@ -185,31 +187,32 @@ class LeaderboardScreen(MainScreen):
 
     def _show_cursor_row(self, table: LeaderboardTable) -> None:
         """Show the run (or published reference) under `table`'s cursor in the side panel."""
-        run_id = table.selected_run_id()
-        self._detail_for = run_id
-        if run_id is not None:
-            self.load_detail(run_id)
+        row = table.selected_row()
+        self._detail_for = None if row is None else row.run_id
+        if row is not None:
+            self.load_detail(row)
             return
         reference = table.selected_reference()
         if reference is not None:  # a published reference: show its source
             self.query_one("#board-detail", RunDetail).show_reference(reference)
 
     @work(thread=True, exclusive=True, group="leaderboard-detail", exit_on_error=False)
-    def load_detail(self, run_id: str) -> None:
-        """Read a run's record for the side panel."""
-        record = store.run_record(self.app.db_path, run_id)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._show_detail, run_id, record)
+    def load_detail(self, row: LeaderboardRow) -> None:
+        """Read the record of a row's first seed for the side panel."""
+        record = store.run_record(self.app.db_path, row.run_id)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._show_detail, row, record)
 
-    def _show_detail(self, run_id: str, record: RunRecord | None) -> None:
+    def _show_detail(self, row: LeaderboardRow, record: RunRecord | None) -> None:
         # A thread worker runs to its end even when a newer one replaced it: drop stale answers.
-        if run_id == self._detail_for:
-            self.query_one("#board-detail", RunDetail).show(record)
+        if row.run_id == self._detail_for:
+            self.query_one("#board-detail", RunDetail).show(record, row)
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
-        run_id = run_id_of(event.row_key.value)
-        if isinstance(event.data_table, LeaderboardTable) and run_id is not None:
-            self.app.push_screen(RunRecordScreen(run_id))
+        if isinstance(event.data_table, LeaderboardTable):
+            row = event.data_table.row_of(run_id_of(event.row_key.value))
+            if row is not None:
+                self.app.push_screen(BoardRowRecordScreen(row))
 
     # --- actions ---------------------------------------------------------------------------------
 
@@ -299,6 +302,18 @@ class LeaderboardScreen(MainScreen):
             "Toggle all runs", "All finished runs, or the best budget per method", self.action_toggle_all
         )
         yield SystemCommand("Reload leaderboard", "Rebuild the boards from the database", self.action_reload)
+
+
+class BoardRowRecordScreen(RunRecordScreen):
+    """The record of a board row's first seed, with the row's seeds and their other runs above it."""
+
+    def __init__(self, row: LeaderboardRow) -> None:
+        super().__init__(row.run_id)
+        self.row = row
+
+    def _show(self, record: RunRecord | None) -> None:
+        self.query_one("#record-dialog").loading = False
+        self.query_one(RunDetail).show(record, self.row)
 
 
 def _chart_view(board: Leaderboard, index: int) -> BoardChartView:

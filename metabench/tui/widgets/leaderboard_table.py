@@ -98,6 +98,8 @@ _CELLS = {
         r.published,
     ),
     "error": lambda r: (Text(fmt.percent(100.0 - r.accuracy), justify="right"), 100.0 - r.accuracy),
+    # More seeds first, then the tighter spread.
+    "seeds": lambda r: (Text(r.seeds_text), (len(r.seeds), -(r.seed_sd or 0.0))),
     "difference": _difference,
     "significance": _significance,
     "budget": lambda r: (Text(r.budget), r.meta_steps),
@@ -116,6 +118,7 @@ COLUMNS = (
     Column("family", "Fam", False),
     Column("accuracy", "Accuracy % ± CI", True),
     Column("error", "Error %", False),  # only on boards of protocols that report error rates
+    Column("seeds", "Seeds", True),
     Column("published", "Published %", True),
     Column("difference", "Δ", True),
     Column("significance", "vs above", False),
@@ -248,15 +251,23 @@ class LeaderboardTable(DataTable[SortableCell]):
         """The run under the cursor; None on an empty board or a published reference."""
         return run_id_of(self.cursor_key())
 
+    def selected_row(self) -> LeaderboardRow | None:
+        """The board row under the cursor; None on an empty board or a published reference."""
+        return self.row_of(self.selected_run_id())
+
+    def row_of(self, run_id: str | None) -> LeaderboardRow | None:
+        """The board row that `run_id` stands for (its first seed's run), if any."""
+        return next((row for row in self.board.rows if row.run_id == run_id), None)
+
     def selected_reference(self) -> PublishedReference | None:
         """The published reference under the cursor, if the cursor is on one."""
         key = self.cursor_key()
         return next((ref for ref in self.board.references if key == REFERENCE_KEY + ref.name), None)
 
     def run_ids(self) -> list[str]:
-        """The board's runs in display order (published references left out)."""
-        keys = (run_id_of(key.value) for key in self._row_keys_in_order())
-        return [key for key in keys if key is not None]
+        """The board's runs in display order, every seed of a row in seed order (references left out)."""
+        rows = (self.row_of(run_id_of(key.value)) for key in self._row_keys_in_order())
+        return [run_id for row in rows if row is not None for run_id in row.run_ids]
 
 
 def run_id_of(row_key: str | None) -> str | None:

@@ -13,7 +13,7 @@ from metabench.tui import formatting as fmt
 from metabench.tui.widgets.curve_plot import CurvePlots
 
 if TYPE_CHECKING:
-    from metabench.leaderboard import PublishedReference
+    from metabench.leaderboard import LeaderboardRow, PublishedReference
     from metabench.leaderboard.records import RunRecord
 
 
@@ -73,6 +73,26 @@ def record_markup(record: RunRecord) -> str:
     return "\n".join(lines)
 
 
+def seeds_markup(row: LeaderboardRow) -> str:
+    """What a board row adds to its first seed's record, as content markup: the seeds' mean and spread,
+    each seed's accuracy and the other seeds' runs; and how its test against the row above paired seeds.
+    Empty for a row of one run paired plainly."""
+    lines = []
+    if len(row.seeds) > 1:
+        pairs = zip(row.seeds, row.seed_accuracies, strict=True)
+        per_seed = ", ".join(f"{seed}: {fmt.percent(accuracy)}" for seed, accuracy in pairs)
+        lines += [
+            f"[b]{len(row.seeds)} seeds[/b]   mean [b]{fmt.percent_ci(row.accuracy, row.ci95)}[/b] % "
+            f"(95% CI over the test episodes), sd {fmt.percent(row.seed_sd)} over the seeds",
+            f"[dim]per seed[/dim]  {per_seed} %",
+            f"[dim]runs[/dim]      seed {row.seeds[0]}'s record below; the others: "
+            + ", ".join(escape(run_id) for run_id in row.run_ids[1:]),
+        ]
+    if row.versus_note:
+        lines.append(f"[dim]vs above[/dim]  {escape(row.versus_note)}")
+    return "\n".join(lines)
+
+
 class RunDetail(VerticalScroll):
     """Shows one RunRecord (its facts, then its learning curves); empty until show() is called."""
 
@@ -83,8 +103,9 @@ class RunDetail(VerticalScroll):
     def on_mount(self) -> None:
         self.query_one(CurvePlots).display = False
 
-    def show(self, record: RunRecord | None) -> None:
-        """Display `record` (None: the run was deleted meanwhile)."""
+    def show(self, record: RunRecord | None, row: LeaderboardRow | None = None) -> None:
+        """Display `record` (None: the run was deleted meanwhile), under what its board `row` adds to it
+        when the record stands for a row of several seeds."""
         from metabench.leaderboard.figures import learning_curves
 
         self.record = record
@@ -95,7 +116,8 @@ class RunDetail(VerticalScroll):
             plots.display = False
             self.query(".metric-curve").remove()
             return
-        static.update(record_markup(record))
+        group = seeds_markup(row) if row is not None and row.run_id == record.run_id else ""
+        static.update(f"{group}\n\n{record_markup(record)}" if group else record_markup(record))
         plots.show(learning_curves([record]))
         plots.display = bool(record.curve)
         self._show_metrics(record)
