@@ -32,9 +32,10 @@ run *ARGS:
 tui:
     metabench tui
 
-# Regenerate results/LEADERBOARD.md from the committed run records.
+# Regenerate results/LEADERBOARD.md from the committed run records: every budget and seed group (--all),
+# so the quick runs' seed means stand beside the longer single-seed runs.
 leaderboard:
-    METABENCH_DB=$(mktemp -d)/lb.db sh -c 'metabench runs ingest results/runs && metabench export --out results/LEADERBOARD.md'
+    METABENCH_DB=$(mktemp -d)/lb.db sh -c 'metabench runs ingest results/runs && metabench export --all --out results/LEADERBOARD.md'
 
 # Regenerate docs/figures/ (the `metabench plot` examples) from the committed run records.
 figures:
