@@ -16,6 +16,7 @@ from metabench.cli import (
     plot_cmd,
     run_cmd,
     runs_cmd,
+    sweep_cmd,
     tui_cmd,
 )
 
@@ -35,6 +36,7 @@ run_cmd.register(app)
 runs_cmd.register(app)
 methods_cmd.register(app)
 leaderboard_cmd.register(app)
+sweep_cmd.register(app)
 tui_cmd.register(app)
 
 

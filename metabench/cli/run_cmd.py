@@ -1,7 +1,9 @@
-"""`metabench run`: train and test one method, with a rich progress bar, JSON lines or silence."""
+"""`metabench run`: train and test one method, with a rich progress bar, plain lines, JSON or silence."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -12,6 +14,8 @@ from metabench.config import EpisodeSpec, RunSpec, parse_overrides
 from metabench.errors import MetabenchError
 
 EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT-terminated command
+# Off a terminal (a Slurm log, a pipe) a live bar cannot redraw: a plain line at most this often instead.
+PLAIN_INTERVAL_S = 30.0
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +46,10 @@ def run_command(
         help="Method config value; `metabench methods METHOD` lists the keys.",
     ),
     events: str = typer.Option(
-        "rich", "--events", help="rich (progress bar on stderr), jsonl (stdout) or none."
+        "rich",
+        "--events",
+        help="rich (progress bar on stderr; plain lines when stderr is no terminal), plain, jsonl (stdout) "
+        "or none.",
     ),
     json_output: bool = JsonOption,
     resume: str | None = typer.Option(
@@ -53,8 +60,8 @@ def run_command(
     data: str | None = typer.Option(None, "--data", metavar="DIR", help="Folder of the Omniglot zips."),
 ) -> None:
     """Train and test METHOD on Omniglot episodes; record the run in the database and as JSON."""
-    if events not in ("rich", "jsonl", "none"):
-        raise MetabenchError(f"unknown --events {events!r}; choose rich, jsonl or none")
+    if events not in ("rich", "plain", "jsonl", "none"):
+        raise MetabenchError(f"unknown --events {events!r}; choose rich, plain, jsonl or none")
     if events == "jsonl" and json_output:
         raise MetabenchError("--json and --events jsonl both write to stdout; choose one")
     spec = None
@@ -84,8 +91,12 @@ def run_command(
     # Imported here: torch loads only for the commands that train.
     from metabench.runner import FanOutSink, JsonLinesSink, NullSink, run
 
-    sink = {"rich": lambda: RichProgressSink(), "jsonl": JsonLinesSink, "none": NullSink}[events]()
-    if not isinstance(sink, RichProgressSink):  # which prints them itself
+    if events == "rich" and not err_console.is_terminal:
+        events = "plain"
+    sink = {"rich": RichProgressSink, "plain": PlainProgressSink, "jsonl": JsonLinesSink, "none": NullSink}[
+        events
+    ]()
+    if not isinstance(sink, (RichProgressSink, PlainProgressSink)):  # which print them themselves
         sink = FanOutSink(sink, WarningsToStderr())
     try:
         record = run(spec, sink, db_path=db, results_dir=results, resume=resume, data_dir=data, device=device)
@@ -140,12 +151,7 @@ class RichProgressSink:
     def emit(self, event: Any) -> None:
         kind, out = event.kind, self.progress.console
         if kind == "started":
-            how = "resuming" if event.resumed else "run"
-            out.print(
-                f"{how} [bold]{event.run_id}[/]: {event.method} on {event.protocol} {event.setting} "
-                f"({event.preset}, {event.total_steps} steps, {event.eval_episodes} test episodes) "
-                f"on {event.device}"
-            )
+            out.print(started_text(event, _bold))
             self.progress.start()
             self.live = True
             if event.total_steps:
@@ -158,9 +164,7 @@ class RichProgressSink:
                 stats += f"  {event.steps_per_s:.1f} steps/s"
             self.progress.update(self.tasks["train"], completed=event.step, stats=stats)
         elif kind == "validation":
-            out.print(
-                f"step {event.step}: validation accuracy {event.accuracy:.2%} ({event.episodes} episodes)"
-            )
+            out.print(validation_text(event))
         elif kind == "testing":
             if "test" not in self.tasks:
                 self.tasks["test"] = self.progress.add_task("test ", total=event.episodes, stats="")
@@ -168,12 +172,7 @@ class RichProgressSink:
             self.progress.update(self.tasks["test"], completed=event.episodes_done, stats=stats)
         elif kind == "finished":
             self.close()
-            ci = "" if event.ci95 is None else f" ± {100 * event.ci95:.2f}"
-            mark = " (transductive evaluation)" if event.transductive else ""
-            out.print(
-                f"[bold]accuracy {100 * event.accuracy:.2f}%{ci}[/] over {event.episodes} test "
-                f"episodes{mark}; trained in {event.train_time_s:.1f}s"
-            )
+            out.print(finished_text(event, _bold))
             if event.warning:
                 out.print(f"warning: {event.warning}", highlight=False, markup=False)
         elif kind in ("failed", "interrupted"):
@@ -183,3 +182,92 @@ class RichProgressSink:
         if self.live:  # stopping a display that never started would print blank lines
             self.progress.stop()
             self.live = False
+
+
+class PlainProgressSink:
+    """Renders events on stderr as plain lines, for a log: where training and testing stand at most
+    every PLAIN_INTERVAL_S (at the next event after it), each validation, and the result."""
+
+    def __init__(
+        self, interval: float = PLAIN_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.last: float | None = None  # when the last progress line was written; None: none yet
+
+    def emit(self, event: Any) -> None:
+        kind = event.kind
+        if kind == "started":
+            self._write(started_text(event))
+        elif kind == "validation":
+            self._write(validation_text(event))
+        elif kind == "progress" and self._due():
+            self._write(progress_text(event))
+        elif kind == "testing" and (event.episodes_done == 0 or self._due()):
+            done = "" if event.accuracy is None else f", accuracy so far {event.accuracy:.2%}"
+            self._write(f"testing: {event.episodes_done}/{event.episodes} episodes{done}")
+        elif kind == "finished":
+            self._write(finished_text(event))
+            if event.warning:
+                self._write(f"warning: {event.warning}")
+
+    def _due(self) -> bool:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
+
+    def _write(self, line: str) -> None:
+        typer.echo(line, err=True)
+
+
+def _bold(text: str) -> str:
+    return f"[bold]{text}[/]"
+
+
+def _plain(text: str) -> str:
+    return text
+
+
+def started_text(event: Any, bold: Callable[[str], str] = _plain) -> str:
+    """The line that opens a run: what it is, its budget and where it runs."""
+    how = "resuming" if event.resumed else "run"
+    return (
+        f"{how} {bold(event.run_id)}: {event.method} on {event.protocol} {event.setting} "
+        f"({event.preset}, {event.total_steps} steps, {event.eval_episodes} test episodes) on {event.device}"
+    )
+
+
+def validation_text(event: Any) -> str:
+    return f"step {event.step}: validation accuracy {event.accuracy:.2%} ({event.episodes} episodes)"
+
+
+def progress_text(event: Any) -> str:
+    """Where training stands, e.g. 'step 120/1500 (8%): loss 0.412  acc 87.0%  12.5 steps/s  eta 1m50s'."""
+    share = f" ({event.step / event.total_steps:.0%})" if event.total_steps else ""
+    text = f"step {event.step}/{event.total_steps}{share}: loss {event.loss:.3f}  acc {event.accuracy:.1%}"
+    if event.steps_per_s:
+        text += f"  {event.steps_per_s:.1f} steps/s"
+    if event.eta_s is not None:
+        text += f"  eta {duration_text(event.eta_s)}"
+    return text
+
+
+def finished_text(event: Any, bold: Callable[[str], str] = _plain) -> str:
+    ci = "" if event.ci95 is None else f" ± {100 * event.ci95:.2f}"
+    mark = " (transductive evaluation)" if event.transductive else ""
+    return (
+        f"{bold(f'accuracy {100 * event.accuracy:.2f}%{ci}')} over {event.episodes} test episodes{mark}; "
+        f"trained in {event.train_time_s:.1f}s"
+    )
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as '45s', '1m50s' or '2h05m'."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
