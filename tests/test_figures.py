@@ -100,7 +100,8 @@ def test_the_board_chart_is_the_board_in_its_order_with_transductive_marks(board
             row.published_ci,
         )
         assert bar.transductive == row.transductive and not bar.reference
-        assert bar.label == row.method + (f" {TRANSDUCTIVE_MARK}" if row.transductive else "")
+        label = row.method + (f" {TRANSDUCTIVE_MARK}" if row.transductive else "")
+        assert bar.label == label + (f" ({len(row.seeds)} seeds)" if len(row.seeds) > 1 else "")
         assert (bar.low, bar.high) == (row.accuracy - row.ci95, row.accuracy + row.ci95)
     assert "maml †" in [bar.label for bar in chart.bars]
     assert [bar.accuracy for bar in chart.bars] == sorted((bar.accuracy for bar in chart.bars), reverse=True)

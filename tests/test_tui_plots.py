@@ -186,7 +186,12 @@ async def test_the_board_chart_has_one_entry_per_board_row_with_its_interval(boa
         plot = view.query_one(BoardChartPlot)
         entries = board.entries()
         names = [getattr(entry, "method", None) or entry.name for entry in entries]
-        assert [bar.label.removesuffix(" †") for bar in chart.bars] == names
+        seeds = [len(getattr(entry, "seeds", ())) for entry in entries]  # a mean over seeds says so
+        names = [
+            name + (f" ({count} seeds)" if count > 1 else "")
+            for name, count in zip(names, seeds, strict=True)
+        ]
+        assert [bar.label.replace(" †", "") for bar in chart.bars] == names
         rows = dict(zip((bar.label for bar in chart.bars), plot.rows(), strict=True))
         monitor = plot.plt.monitor  # the y axis names each entry on its row
         labelled = dict(zip(monitor.yticks[0], monitor.ylabels[0], strict=True))
@@ -245,10 +250,14 @@ async def test_c_compares_the_curves_of_every_run_on_the_focused_board(runs_db, 
         await pilot.press("c")
         await settle(pilot)
         assert isinstance(app.screen, CompareScreen)
-        assert app.screen.run_ids == table.run_ids() and len(app.screen.run_ids) == len(five_way.rows)
+        # Every run of the board, each seed of a multi-seed row included.
+        run_ids = [run_id for row in five_way.rows for run_id in row.run_ids]
+        assert app.screen.run_ids == table.run_ids() == run_ids
         plots = app.screen.query_one(CurvePlots)
         methods = [series.label.split()[0] for series in plots.plots[0].panel.series]
-        assert methods == [row.method for row in five_way.rows if row.method != "pixels-nn"]
+        assert methods == [
+            row.method for row in five_way.rows for _ in row.run_ids if row.method != "pixels-nn"
+        ]
         note = str(app.screen.query_one("#compare-note", Static).render())
         assert note == "no learning curve recorded: pixels-nn"
         await pilot.press("escape")
