@@ -71,6 +71,9 @@ def hostile_row() -> LeaderboardRow:
         family="B",
         accuracy=97.5,
         ci95=0.3,
+        seeds=(0,),
+        seed_accuracies=(97.5,),
+        seed_sd=None,
         episodes=100,
         published=98.1,
         published_ci=None,
@@ -79,14 +82,15 @@ def hostile_row() -> LeaderboardRow:
         difference=-0.6,
         p_value_vs_above=None,
         significant_vs_above=None,
+        versus_note="matched | on\nseed 0",
         preset="quick",
         meta_steps=1000,
         budget="quick, 1000 steps",
-        seed=0,
         device="GPU | one\r\nline",
         train_time_s=12.0,
         transductive=False,
         run_id="run|id\nx",
+        run_ids=("run|id\nx",),
         finished_at=None,
     )
 
@@ -97,7 +101,7 @@ def test_leaderboard_markdown_escapes_every_cell() -> None:
     start = next(i for i, line in enumerate(lines) if line.startswith("| # |"))
     table = lines[start : lines.index("", start)]
     assert len(table) == 3  # header, separator, the one row: no line break split the row
-    assert {len(UNESCAPED_BAR.findall(line)) for line in table} == {12}  # 11 columns everywhere
+    assert {len(UNESCAPED_BAR.findall(line)) for line in table} == {13}  # 12 columns everywhere
     row = table[2]
     assert "evil\\|method second line" in row and "`run\\|id x`" in row and "GPU \\| one line" in row
     assert "1. evil|method second line: Paper | with a bar and a break" in document.splitlines()
