@@ -174,9 +174,13 @@ class LeaderboardScreen(MainScreen):
     def _reveal(self, table: LeaderboardTable) -> None:
         """Scroll the boards so that `table` starts at the top with its title (focus alone centres a
         table, which can hide its title)."""
+        boards = self.query_one("#boards", VerticalScroll)
+        tables = self.tables()
+        if tables and table is tables[0]:  # the first board: the top, with the boards' own title line
+            boards.scroll_home(animate=False)
+            return
         titles = self.query(f"#title-{(table.id or '').removeprefix('board-')}")
         if titles:
-            boards = self.query_one("#boards", VerticalScroll)
             boards.scroll_to_widget(titles.first(), animate=False, top=True)
 
     @on(DataTable.RowHighlighted)
