@@ -15,6 +15,8 @@ import pytest
 from test_tui_support import ingest_committed_runs, private_copy, settle, wait_until
 from textual.widgets import Input
 
+from metabench.catalog import ensure_catalog
+from metabench.db import open_database
 from metabench.tui.app import create_app
 from metabench.tui.screens.paper import PaperScreen
 from metabench.tui.screens.run_record import RunRecordScreen
@@ -25,7 +27,11 @@ PROTONET_RUN = "protonet-vinyals-5w1s-20261126T095555-e961"
 
 @pytest.fixture(scope="module")
 def committed_runs(tmp_path_factory):
-    return ingest_committed_runs(tmp_path_factory.mktemp("snapshots") / "source.db")
+    path = ingest_committed_runs(tmp_path_factory.mktemp("snapshots") / "source.db")
+    db = open_database(path)
+    ensure_catalog(db)  # once here, rather than by every app's first screen
+    db.close()
+    return path
 
 
 @pytest.fixture
