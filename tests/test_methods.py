@@ -355,14 +355,18 @@ LEARNING_BUDGET: dict[str, tuple[int, dict[str, str], float]] = {
     # 0.179 -> 0.594, 0.174 -> 0.589 (1 to 1.5 s of CPU). After 20 steps it still sits near chance.
     "relation": (40, {"lr": "0.003"}, 0.18),
     "pretrain": (100, {"lr": "0.003", "batch_size": "32"}, 0.08),
-    # The smoke preset's 8 tasks a step; seed 0 0.196 -> 0.322, seed 1 0.200 -> 0.319. SNAIL sits on a
-    # chance plateau for its first ~100 steps, so fewer steps barely move it.
-    "snail": (200, {}, 0.06),
+    # The smoke preset's 8 tasks a step at 16 channels (the preset's 64 learn alike in twice the time:
+    # 0.196 -> 0.322, 0.200 -> 0.319, 0.200 -> 0.274 in 20 s); seeds 0 / 1 / 2: 0.200 -> 0.369,
+    # 0.200 -> 0.308, 0.200 -> 0.327 (9 s). SNAIL sits on a chance plateau for its first ~100 steps, so
+    # fewer steps barely move it (130 steps: +0.05, -0.01, +0.10).
+    "snail": (200, {"hidden": "16"}, 0.05),
     # The smoke preset's small controller and memory; seeds 0 / 1 / 2: 0.200 -> 0.318, 0.199 -> 0.281,
     # 0.197 -> 0.279.
     "mann": (400, {}, 0.04),
-    # The smoke preset; seeds 0 / 1 / 2: 0.267 -> 0.631, 0.265 -> 0.530, 0.315 -> 0.597.
-    "lstm-optimizer": (30, {}, 0.13),
+    # The smoke preset with a 16-channel learner (its 32 channels learn alike at three times the cost of
+    # testing 12 learned updates per episode: 0.267 -> 0.631, 0.265 -> 0.616, 0.315 -> 0.607 in 19 s);
+    # seeds 0 / 1 / 2: 0.244 -> 0.427, 0.262 -> 0.622, 0.254 -> 0.572 (7 s).
+    "lstm-optimizer": (30, {"filters": "16"}, 0.09),
 }
 PRETRAIN_CLASSES = 40
 CHANCE = 1 / LEARNING_EPISODE.ways
