@@ -1,15 +1,19 @@
 """The rules a run's spec must pass before any data is read, as {field: problem}: written once, read by
-`metabench run` (which refuses with the first problem) and by the TUI's run form (beside each field).
-No torch: the form checks as you type."""
+`metabench run` (which refuses with the first problem) and by the TUI's run form (beside each field);
+and resolve_spec, which fills a checked spec's budget in from its preset. No torch: the form checks as
+you type, and a sweep plans its runs without it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import Any
 
 from metabench.config import FIXED_TEST_SHAPES, PRESETS, PROTOCOLS, EpisodeSpec, RunSpec, check_count
+from metabench.errors import MetabenchError
+from metabench.methods.card import MethodCard
+from metabench.methods.registry import get_card
 
-if TYPE_CHECKING:
-    from metabench.methods.card import MethodCard
+CHECKPOINTS_PER_RUN = 10  # when the preset does not say how often to validate
 
 # The form's fields, in the order its problems are listed (the CLI reports the first one).
 FIELDS = ("method", "protocol", "ways", "shots", "queries", "preset", "options", "budget", "seed")
@@ -75,3 +79,48 @@ def _card_problems(spec: RunSpec, card: MethodCard, episode_ok: bool) -> dict[st
     except ValueError as exc:
         return {"options": f"{spec.method}: {exc}"}
     return {}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A spec checked without data: its budget filled in, and what of it departs from the preset."""
+
+    spec: RunSpec
+    card: MethodCard
+    validate_every: int
+    # Every value the user set over the preset: meta_steps and eval_episodes when they differ from it,
+    # and each --set key. Records carry it so a board can say "overridden" beside a budget.
+    preset_overrides: dict[str, Any]
+
+
+def resolve_spec(spec: RunSpec) -> Resolved:
+    """Check every field that needs no data; return the spec with its budget filled in.
+
+    Raises MetabenchError with a one-line message naming the bad value and the fix.
+    """
+    try:
+        card = get_card(spec.method)
+    except ValueError as exc:
+        raise MetabenchError(f"{exc}; see `metabench methods`") from None
+    problems = spec_problems(spec, card)
+    if problems:
+        raise MetabenchError(next(iter(problems.values())))
+    preset = card.preset_for(spec.preset, spec.episode)
+    meta_steps = preset.meta_steps if spec.meta_steps is None else spec.meta_steps
+    eval_episodes = preset.eval_episodes if spec.eval_episodes is None else spec.eval_episodes
+    if not card.needs_training:
+        meta_steps = 0  # nothing to train: the budget is the evaluation alone
+    resolved = replace(spec, meta_steps=meta_steps, eval_episodes=eval_episodes)
+    overrides: dict[str, Any] = {}
+    if card.needs_training and meta_steps != preset.meta_steps:
+        overrides["meta_steps"] = meta_steps
+    if eval_episodes != preset.eval_episodes:
+        overrides["eval_episodes"] = eval_episodes
+    overrides |= dict(spec.overrides)
+    # A preset's validation interval fits its own budget; a budget set with --meta-steps gets the
+    # default (a 4-step run validated every 1000 steps would have nothing to resume from).
+    if preset.validate_every and meta_steps == preset.meta_steps:
+        validate_every = preset.validate_every
+    else:
+        validate_every = max(1, meta_steps // CHECKPOINTS_PER_RUN)
+    return Resolved(resolved, card, validate_every, overrides)

@@ -16,7 +16,7 @@ from metabench.leaderboard import get_run, list_runs, read_record_file
 from metabench.methods.registry import all_cards, get_card
 from metabench.runner import CollectingSink, event_to_dict, run
 from metabench.runner.checkpoint import checkpoint_path, load_checkpoint
-from metabench.runner.setup import resolve_spec
+from metabench.spec_rules import resolve_spec
 
 # Small enough for seconds on a busy 2-core CPU; validates every step, so there are checkpoints to resume.
 SPEC = RunSpec("protonet", preset="smoke", meta_steps=4, eval_episodes=12, seed=3, device="cpu")

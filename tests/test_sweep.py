@@ -23,10 +23,12 @@ from metabench.cli.sweep_cmd import PlainSweepProgress
 from metabench.config import EpisodeSpec, RunSpec
 from metabench.db import open_database
 from metabench.leaderboard import ingest_directory
+from metabench.leaderboard.store import list_runs
 from metabench.runner import events
 from metabench.sweep.attempts import deciding_attempts, log_failure
 from metabench.sweep.executor import Job, Outcome, ProgressUpdate, RunWatcher
 from metabench.sweep.local import LocalExecutor, gpu_ids
+from metabench.sweep.lock import lock_path, sweep_lock
 from metabench.sweep.plan import plan_sweep, recorded_hash
 from metabench.sweep.sweep_file import load_sweep, parse_sweep
 
@@ -207,10 +209,12 @@ def test_the_cli_refuses_bad_options(tmp_path: Path) -> None:
         assert result.exit_code == 1 and message in result.stderr, result.stderr
 
 
-def test_reading_and_checking_a_sweep_loads_neither_torch_nor_a_ui_library() -> None:
+def test_reading_checking_and_planning_a_sweep_loads_neither_torch_nor_a_ui_library(tmp_path: Path) -> None:
     code = (
-        "import sys; from metabench.sweep import engine, local, plan, sweep_file; "
-        f"sweep_file.load_sweep({str(SWEEPS / 'quick-benchmark.toml')!r}); "
+        "import sys; from metabench.db import open_database; "
+        "from metabench.sweep import engine, local, plan, sweep_file; "
+        f"sweep = sweep_file.load_sweep({str(SWEEPS / 'quick-benchmark.toml')!r}); "
+        f"assert plan.plan_sweep(sweep, open_database({str(tmp_path / 'runs.db')!r})).jobs(False); "
         "print(sorted(m for m in ('torch', 'textual', 'typer', 'rich') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -363,6 +367,29 @@ def test_a_run_off_a_terminal_prints_plain_lines_at_a_steady_interval(capsys: py
         "testing: 0/10 episodes",
         "accuracy 90.00% ± 1.00 over 10 test episodes (transductive evaluation); trained in 50.0s",
     ]
+
+
+def test_a_second_sweep_on_one_database_is_refused_until_the_first_ends(tmp_path: Path) -> None:
+    path = sweep_file(tmp_path, '[sweep]\nmethods = ["pixels-nn"]\npresets = "smoke"\ndevice = "cpu"\n')
+    db = tmp_path / "runs.db"
+    hold = "import sys, time\nfrom pathlib import Path\nfrom metabench.sweep.lock import sweep_lock\n"
+    hold += "with sweep_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(120)\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        args = ["sweep", str(path), "--db", str(db), "--events", "none"]
+        refused = CliRunner().invoke(app, args)
+        assert refused.exit_code == 1 and len(refused.stderr.splitlines()) == 1, refused.stderr
+        assert refused.stderr.startswith(f"error: another sweep (pid {holder.pid}, started ")
+        assert f"is running on {db}; wait for it to end, or give this sweep its own --db" in refused.stderr
+        assert list_runs(open_database(db)) == []
+        dry = CliRunner().invoke(app, [*args, "--dry-run"])  # a dry run only reads: it plans as ever
+        assert dry.exit_code == 0 and "1 runs: 1 to run" in dry.stdout, dry.output
+    finally:
+        holder.kill()  # SIGKILL: no chance to unlock; the kernel frees the lock with the process
+        holder.wait()
+    with sweep_lock(db):
+        assert lock_path(db).read_text().startswith(f"pid {os.getpid()}, started ")
 
 
 # --- real sweeps -------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_the_form_refuses_what_the_run_refuses_from_the_same_rules():
     from metabench.config import parse_overrides
     from metabench.errors import MetabenchError
     from metabench.methods.registry import all_cards
-    from metabench.runner.setup import resolve_spec
+    from metabench.spec_rules import resolve_spec
     from metabench.tui.run_process import _spec, validate_form
 
     cards = {card.name: card for card in all_cards()}

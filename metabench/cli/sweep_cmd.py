@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,9 +74,11 @@ def sweep_command(
     sweep = core_call(lambda: load_sweep(file))
     factory = _executor_factory(executor)
     from metabench.sweep.engine import SweepResult, run_sweep
+    from metabench.sweep.lock import sweep_lock
     from metabench.sweep.plan import plan_sweep
 
-    with opened_database(db) as database:
+    # A dry run only reads; a sweep plans under the database's lock, so no other sweep starts its runs.
+    with opened_database(db) as database, nullcontext() if dry_run else sweep_lock(paths.database_path(db)):
         plan = core_call(lambda: plan_sweep(sweep, database))
         if dry_run:
             _print_plan(plan, retry_failed)

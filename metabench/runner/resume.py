@@ -13,7 +13,7 @@ from metabench.leaderboard.records import RunRecord
 from metabench.leaderboard.store import get_run, run_owner
 from metabench.process import process_alive
 from metabench.runid import check_run_id
-from metabench.runner.setup import resolve_spec
+from metabench.spec_rules import resolve_spec
 
 
 def claim_run(db: sqlite_utils.Database, run_id: str) -> RunRecord:

@@ -16,6 +16,7 @@ import torch
 from metabench.data.episodes import EVAL_SEED, evaluation_digest, evaluation_episodes
 from metabench.db import database_error, database_file
 from metabench.errors import MetabenchError
+from metabench.interrupts import StopRequest, stop_on_signals
 from metabench.leaderboard.checks import metric_values
 from metabench.leaderboard.portable import write_record_file
 from metabench.leaderboard.records import RunRecord
@@ -34,7 +35,6 @@ from metabench.runner.events import (
     Testing,
     Validation,
 )
-from metabench.runner.interrupts import StopRequest, stop_on_signals
 from metabench.runner.selection import ModelSelection
 from metabench.runner.setup import Prepared
 from metabench.runner.training import CountingSampler, ProgressMeter, TrainingState, curve_interval

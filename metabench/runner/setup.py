@@ -14,13 +14,11 @@ from metabench.leaderboard.record_schema import check_spec
 from metabench.methods.base import Method, TrainingContext
 from metabench.methods.card import SELECTION_FIELD, MethodCard
 from metabench.methods.loader import get_method
-from metabench.methods.registry import get_card
 from metabench.runner.environment import resolve_device
 from metabench.runner.selection import check_validations
-from metabench.spec_rules import fixed_shape_problem, spec_problems
+from metabench.spec_rules import fixed_shape_problem, resolve_spec
 
 VALIDATION_EPISODES = 100  # at most: validation tracks the trend, the test set measures the result
-CHECKPOINTS_PER_RUN = 10  # when the preset does not say how often to validate
 
 
 @dataclass(frozen=True)
@@ -35,51 +33,6 @@ class Prepared:
     validate_every: int
     validation_episodes: int
     preset_overrides: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A spec checked without data: its budget filled in, and what of it departs from the preset."""
-
-    spec: RunSpec
-    card: MethodCard
-    validate_every: int
-    # Every value the user set over the preset: meta_steps and eval_episodes when they differ from it,
-    # and each --set key. Records carry it so a board can say "overridden" beside a budget.
-    preset_overrides: dict[str, Any]
-
-
-def resolve_spec(spec: RunSpec) -> Resolved:
-    """Check every field that needs no data; return the spec with its budget filled in.
-
-    Raises MetabenchError with a one-line message naming the bad value and the fix.
-    """
-    try:
-        card = get_card(spec.method)
-    except ValueError as exc:
-        raise MetabenchError(f"{exc}; see `metabench methods`") from None
-    problems = spec_problems(spec, card)
-    if problems:
-        raise MetabenchError(next(iter(problems.values())))
-    preset = card.preset_for(spec.preset, spec.episode)
-    meta_steps = preset.meta_steps if spec.meta_steps is None else spec.meta_steps
-    eval_episodes = preset.eval_episodes if spec.eval_episodes is None else spec.eval_episodes
-    if not card.needs_training:
-        meta_steps = 0  # nothing to train: the budget is the evaluation alone
-    resolved = replace(spec, meta_steps=meta_steps, eval_episodes=eval_episodes)
-    overrides: dict[str, Any] = {}
-    if card.needs_training and meta_steps != preset.meta_steps:
-        overrides["meta_steps"] = meta_steps
-    if eval_episodes != preset.eval_episodes:
-        overrides["eval_episodes"] = eval_episodes
-    overrides |= dict(spec.overrides)
-    # A preset's validation interval fits its own budget; a budget set with --meta-steps gets the
-    # default (a 4-step run validated every 1000 steps would have nothing to resume from).
-    if preset.validate_every and meta_steps == preset.meta_steps:
-        validate_every = preset.validate_every
-    else:
-        validate_every = max(1, meta_steps // CHECKPOINTS_PER_RUN)
-    return Resolved(resolved, card, validate_every, overrides)
 
 
 def prepare(

@@ -13,7 +13,7 @@ Contract of `Executor.execute(jobs, report)`:
 - calls `report` from the thread that called `execute`, with a ProgressUpdate whenever a job's phase
   or step changes and exactly once with phase "ended" (and its Outcome) when it ends;
 - a failed run never stops the others; `execute` raises only for a fault of the executor itself;
-- SIGINT, SIGTERM or SIGHUP to the sweep process (`stop_signals`) is a polite stop: start no new job,
+- SIGINT, SIGTERM or SIGHUP to the sweep process (metabench.interrupts) is a polite stop: start no new job,
   pass SIGTERM on to every running `metabench run` (it finishes its step, checkpoints and records
   itself "interrupted"), wait for them, and return.
 
@@ -27,12 +27,9 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
 from metabench.config import RunSpec
@@ -41,10 +38,6 @@ STATUSES = ("finished", "failed", "interrupted")
 # pending: waiting for a worker or an allocation; starting: the process is up but has not reported yet
 # (importing torch, loading data); ended: `outcome` is set.
 PHASES = ("pending", "starting", "training", "testing", "ended")
-# The signals that stop a sweep politely, as they stop a run (metabench.runner.interrupts).
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
 
 
 @dataclass(frozen=True)
@@ -193,29 +186,6 @@ class RunWatcher:
     def ended(self, outcome: Outcome) -> ProgressUpdate:
         """The final update of this job."""
         return ProgressUpdate(self.job, "ended", run_id=outcome.run_id, where=self.where, outcome=outcome)
-
-
-@contextmanager
-def stop_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
-    """Call `on_signal(signum)` for every SIGINT, SIGTERM and SIGHUP while the block runs.
-
-    The handler runs in the main thread between two bytecodes: `on_signal` should only note the
-    request (a flag, a counter) for the executor's loop to act on. Outside the main thread no handler
-    can be installed and the signals keep their usual meaning.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        on_signal(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _signal_name(number: int) -> str:

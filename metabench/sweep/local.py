@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from metabench.sweep.executor import Job, Outcome, ProgressUpdate, RunWatcher, stop_signals
+from metabench.interrupts import on_stop_signals
+from metabench.sweep.executor import Job, Outcome, ProgressUpdate, RunWatcher
 
 CORES_PER_CPU_WORKER = 4  # the default CPU pool: small models gain little past a few threads per run
 STDERR_TAIL_BYTES = 64 * 1024  # of a child's stderr, enough for its last lines (the error)
@@ -34,7 +35,7 @@ def make_executor(
 
 def visible_gpus() -> list[str]:
     """The ids to put in a child's CUDA_VISIBLE_DEVICES, one per GPU this process may use."""
-    import torch  # the sweep resolves specs with the runner's code, which has loaded it already
+    import torch  # only torch knows the GPUs this process may use: imported once per local sweep
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return gpu_ids(count, os.environ.get("CUDA_VISIBLE_DEVICES"))
@@ -116,7 +117,7 @@ class LocalExecutor:
                     index, job = pending.pop()
                 self._run(slot, index, job, updates)
 
-        with stop_signals(self._on_signal):
+        with on_stop_signals(self._on_signal):
             threads = [
                 threading.Thread(target=work, args=(slot,), name=f"sweep worker {slot}", daemon=True)
                 for slot in range(min(self.workers, len(jobs)))

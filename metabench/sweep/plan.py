@@ -16,6 +16,7 @@ import sqlite_utils
 from metabench.config import FIXED_TEST_SHAPES, RunSpec
 from metabench.data.sources import OMNIGLOT
 from metabench.errors import MetabenchError
+from metabench.spec_rules import resolve_spec
 from metabench.sweep.attempts import deciding_attempts
 from metabench.sweep.executor import Job
 from metabench.sweep.sweep_file import Sweep
@@ -81,9 +82,6 @@ def recorded_hash(spec: RunSpec) -> str:
     """The spec_hash a run of `spec` records: its budget resolved from the preset (and, on a protocol with
     a fixed test set, its test episodes capped to that set, as metabench.runner.setup does with the data).
     """
-    # Imported here: the runner's module loads torch, which parsing and checking a sweep file need not.
-    from metabench.runner.setup import resolve_spec
-
     try:
         resolved = resolve_spec(spec).spec
     except MetabenchError as exc:  # the sweep file was checked: only a broken method card gets here

@@ -23,7 +23,8 @@ from typing import Any
 
 from metabench import paths
 from metabench.errors import MetabenchError
-from metabench.sweep.executor import Job, Outcome, ProgressUpdate, stop_signals
+from metabench.interrupts import on_stop_signals
+from metabench.sweep.executor import Job, Outcome, ProgressUpdate
 from metabench.sweep.slurm_folder import Layout, copy_run, job_keys, one_line
 from metabench.sweep.slurm_follow import Collector, StopFlag
 from metabench.sweep.slurm_task import SlurmTask
@@ -124,7 +125,7 @@ class SlurmExecutor:
         keys = job_keys(jobs)
         with layout.lock():
             stop = StopFlag()
-            with stop_signals(stop.set):
+            with on_stop_signals(stop.set):
                 tasks = [self._prepare(layout, job, key) for job, key in zip(jobs, keys, strict=True)]
                 for job in jobs:
                     report(ProgressUpdate(job, "pending"))
