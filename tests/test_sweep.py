@@ -392,6 +392,15 @@ def test_a_second_sweep_on_one_database_is_refused_until_the_first_ends(tmp_path
         assert lock_path(db).read_text().startswith(f"pid {os.getpid()}, started ")
 
 
+def test_a_lock_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
+    path = sweep_file(tmp_path, '[sweep]\nmethods = ["pixels-nn"]\npresets = "smoke"\n')
+    db = tmp_path / "runs.db"
+    lock_path(db).mkdir()  # a folder where the lock file goes
+    result = CliRunner().invoke(app, ["sweep", str(path), "--db", str(db)])
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"error: cannot open the sweep lock {lock_path(db)} (Is a directory)" in result.stderr
+
+
 # --- real sweeps -------------------------------------------------------------------------------------
 
 

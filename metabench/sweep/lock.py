@@ -34,8 +34,15 @@ def sweep_lock(db_path: Path) -> Iterator[None]:
         yield
         return
     path = lock_path(db_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed by the `with` below
+    except OSError as exc:
+        raise MetabenchError(
+            f"cannot open the sweep lock {path} ({exc.strerror or exc}); "
+            "give the sweep a --db in a folder you can write"
+        ) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
